@@ -1,0 +1,56 @@
+#include "vidfuse/core/runtime.h"
+
+#include <torch/torch.h>
+
+#include <malloc.h>
+
+#include <fstream>
+#include <iostream>
+#include <algorithm>
+#include <thread>
+
+namespace vidfuse {
+
+std::string loaded_blas_library() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    std::string path = line.substr(slash);
+    if (path.find("blas") != std::string::npos || path.find("mkl") != std::string::npos)
+      return path;
+  }
+  return "";
+}
+
+bool blas_is_fast() {
+  const std::string lib = loaded_blas_library();
+  for (const char* fast : {"openblas", "mkl", "blis"})
+    if (lib.find(fast) != std::string::npos) return true;
+  return false;
+}
+
+void configure_runtime(int threads) {
+  // Keep freed activation buffers in the heap instead of returning them to the kernel: glibc
+  // otherwise mmaps every large tensor afresh and page-faults through it on each forward.
+  static bool heap_tuned = false;
+  if (!heap_tuned) {
+    heap_tuned = true;
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest value glibc accepts
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
+  // LibTorch's default can be 1 on small VMs; use every core unless told otherwise.
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(threads);
+  static bool warned = false;
+  if (!warned && !blas_is_fast()) {
+    warned = true;
+    const std::string lib = loaded_blas_library();
+    std::cerr << "vidfuse: warning: BLAS is " << (lib.empty() ? "not loaded" : lib)
+              << " (not OpenBLAS/MKL): matrix products may be ~30x slower. "
+                 "Install libopenblas0-openmp.\n";
+  }
+}
+
+}  // namespace vidfuse

@@ -1,0 +1,370 @@
+#include "vidfuse/models/dinov3.h"
+
+#include <cmath>
+#include <filesystem>
+#include <regex>
+
+#include "vidfuse/core/error.h"
+#include "vidfuse/weights/checkpoint.h"
+#include "vidfuse/weights/state_dict.h"
+
+namespace vidfuse::models {
+
+namespace F = torch::nn::functional;
+
+namespace {
+
+torch::Tensor activation(const torch::Tensor& x, const std::string& act) {
+  if (act == "gelu") return torch::gelu(x);
+  if (act == "silu") return torch::silu(x);
+  if (act == "relu") return torch::relu(x);
+  return torch::gelu(x, "tanh");  // gelu_pytorch_tanh
+}
+
+// In place on a tensor the caller owns (saves an allocation of the widest activation).
+void activation_(torch::Tensor& x, const std::string& act) {
+  if (act == "gelu") at::gelu_(x);
+  else if (act == "silu") at::silu_(x);
+  else if (act == "relu") x.relu_();
+  else at::gelu_(x, "tanh");
+}
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// RoPE on the patch tokens only: the first `prefix` tokens (CLS + registers) pass unchanged.
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t patches = cos.size(0);
+  const int64_t prefix = x.size(-2) - patches;
+  torch::Tensor p = x.narrow(-2, prefix, patches);
+  torch::Tensor rotated = p * cos + rotate_half(p) * sin;
+  return torch::cat({x.narrow(-2, 0, prefix), rotated}, -2);
+}
+
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::nn::LayerNorm& ln) {
+  return torch::layer_norm(x, {x.size(-1)}, ln->weight, ln->bias, ln->options.eps());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- embeddings
+
+DinoV3EmbeddingsImpl::DinoV3EmbeddingsImpl(const DinoV3Config& c) {
+  cls_token = register_parameter("cls_token", torch::randn({1, 1, c.hidden_size}) * 0.02);
+  mask_token = register_parameter("mask_token", torch::zeros({1, 1, c.hidden_size}));
+  register_tokens =
+      register_parameter("register_tokens", torch::randn({1, c.num_register_tokens, c.hidden_size}) * 0.02);
+  patch_embeddings = register_module(
+      "patch_embeddings",
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, c.hidden_size, c.patch_size)
+                            .stride(c.patch_size)));
+}
+
+torch::Tensor DinoV3EmbeddingsImpl::forward(const torch::Tensor& pixel_values) {
+  const int64_t b = pixel_values.size(0);
+  torch::Tensor x = patch_embeddings(pixel_values.to(patch_embeddings->weight.scalar_type()));
+  x = x.flatten(2).transpose(1, 2);  // [B, P, C], patches in row-major order
+  return torch::cat({cls_token.expand({b, -1, -1}), register_tokens.expand({b, -1, -1}), x}, 1);
+}
+
+// ---------------------------------------------------------------- RoPE
+
+std::pair<torch::Tensor, torch::Tensor> dinov3_rope_tables(int64_t h, int64_t w, int64_t head_dim,
+                                                           double theta,
+                                                           const torch::TensorOptions& options) {
+  auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(options.device());
+  // inv_freq[k] = 1 / theta^(4k/D), k < D/4
+  torch::Tensor inv_freq = 1.0 / torch::pow(theta, torch::arange(0.0, 1.0, 4.0 / head_dim, f32));
+  // Patch centres normalised to [-1, 1], each axis by its own count.
+  torch::Tensor ys = torch::arange(0.5, static_cast<double>(h), 1.0, f32) / h;
+  torch::Tensor xs = torch::arange(0.5, static_cast<double>(w), 1.0, f32) / w;
+  auto grid = torch::meshgrid({ys, xs}, "ij");
+  torch::Tensor coords = torch::stack({grid[0].flatten(), grid[1].flatten()}, -1) * 2.0 - 1.0;
+  // angles [P, 2, D/4] -> [P, D/2] as [y-freqs | x-freqs] -> tiled to [P, D]
+  torch::Tensor angles = (2.0 * M_PI) * coords.unsqueeze(-1) * inv_freq.view({1, 1, -1});
+  angles = angles.flatten(1, 2).repeat({1, 2});
+  return {angles.cos().to(options.dtype()), angles.sin().to(options.dtype())};
+}
+
+// ---------------------------------------------------------------- attention
+
+DinoV3AttentionImpl::DinoV3AttentionImpl(const DinoV3Config& c)
+    : num_heads_(c.num_attention_heads), head_dim_(c.head_dim()) {
+  const int64_t d = c.hidden_size;
+  using torch::nn::LinearOptions;
+  q_proj = register_module("q_proj", torch::nn::Linear(LinearOptions(d, d).bias(c.query_bias)));
+  k_proj = register_module("k_proj", torch::nn::Linear(LinearOptions(d, d).bias(c.key_bias)));
+  v_proj = register_module("v_proj", torch::nn::Linear(LinearOptions(d, d).bias(c.value_bias)));
+  o_proj = register_module("o_proj", torch::nn::Linear(LinearOptions(d, d).bias(c.proj_bias)));
+}
+
+torch::Tensor DinoV3AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                           const torch::Tensor& sin) {
+  const int64_t b = x.size(0), n = x.size(1);
+  auto heads = [&](const torch::Tensor& t) {
+    return t.view({b, n, num_heads_, head_dim_}).transpose(1, 2);
+  };
+  torch::Tensor q = apply_rope(heads(q_proj(x)), cos, sin);
+  torch::Tensor k = apply_rope(heads(k_proj(x)), cos, sin);
+  torch::Tensor v = heads(v_proj(x));
+  torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1)) * std::pow(head_dim_, -0.5);
+  // Softmax in fp32 whatever the compute dtype, as the reference does.
+  torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+  torch::Tensor out = torch::matmul(probs, v).transpose(1, 2).reshape({b, n, -1});
+  return o_proj(out);
+}
+
+// ---------------------------------------------------------------- MLP, layer scale, layer
+
+DinoV3LayerScaleImpl::DinoV3LayerScaleImpl(int64_t dim, double init) {
+  lambda1 = register_parameter("lambda1", torch::full({dim}, init));
+}
+
+DinoV3MLPImpl::DinoV3MLPImpl(const DinoV3Config& c) : act_(c.hidden_act) {
+  using torch::nn::LinearOptions;
+  const int64_t d = c.hidden_size, m = c.intermediate_size;
+  if (c.use_gated_mlp)
+    gate_proj = register_module("gate_proj", torch::nn::Linear(LinearOptions(d, m).bias(c.mlp_bias)));
+  up_proj = register_module("up_proj", torch::nn::Linear(LinearOptions(d, m).bias(c.mlp_bias)));
+  down_proj = register_module("down_proj", torch::nn::Linear(LinearOptions(m, d).bias(c.mlp_bias)));
+}
+
+torch::Tensor DinoV3MLPImpl::forward(const torch::Tensor& x) {
+  if (gate_proj) return down_proj(activation(gate_proj(x), act_) * up_proj(x));
+  return down_proj(activation(up_proj(x), act_));
+}
+
+DinoV3LayerImpl::DinoV3LayerImpl(const DinoV3Config& c) {
+  auto ln = [&] {
+    return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps));
+  };
+  norm1 = register_module("norm1", ln());
+  attention = register_module("attention", DinoV3Attention(c));
+  layer_scale1 = register_module("layer_scale1", DinoV3LayerScale(c.hidden_size, c.layerscale_value));
+  norm2 = register_module("norm2", ln());
+  mlp = register_module("mlp", DinoV3MLP(c));
+  layer_scale2 = register_module("layer_scale2", DinoV3LayerScale(c.hidden_size, c.layerscale_value));
+}
+
+torch::Tensor DinoV3LayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                       const torch::Tensor& sin) {
+  torch::Tensor h = x + layer_scale1(attention(norm1(x), cos, sin));
+  return h + layer_scale2(mlp(norm2(h)));
+}
+
+// ---------------------------------------------------------------- model
+
+DinoV3ViTImpl::DinoV3ViTImpl(const DinoV3Config& c) : config_(c) {
+  c.validate();
+  embeddings = register_module("embeddings", DinoV3Embeddings(c));
+  layer = register_module("layer", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layer->push_back(DinoV3Layer(c));
+  norm = register_module(
+      "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+}
+
+int64_t DinoV3ViTImpl::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+void DinoV3ViTImpl::fuse_for_inference() {
+  torch::NoGradGuard no_grad;
+  fused_.clear();
+  const int64_t d = config_.hidden_size;
+  const double scale = std::pow(config_.head_dim(), -0.5);
+  for (const auto& module : *layer) {
+    auto l = std::dynamic_pointer_cast<DinoV3LayerImpl>(module);
+    const auto& a = l->attention;
+    auto bias_or_zero = [&](const torch::nn::Linear& lin) {
+      return lin->bias.defined() ? lin->bias : torch::zeros({lin->weight.size(0)}, lin->weight.options());
+    };
+    FusedLayer f;
+    // The attention scale commutes with RoPE (a rotation), so it can live in the q weights.
+    f.qkv_w = torch::cat({a->q_proj->weight * scale, a->k_proj->weight, a->v_proj->weight}, 0);
+    f.qkv_b = torch::cat({bias_or_zero(a->q_proj) * scale, bias_or_zero(a->k_proj), bias_or_zero(a->v_proj)});
+    const torch::Tensor ls1 = l->layer_scale1->lambda1, ls2 = l->layer_scale2->lambda1;
+    f.o_w = a->o_proj->weight * ls1.unsqueeze(1);
+    f.o_b = bias_or_zero(a->o_proj) * ls1;
+    const auto& m = l->mlp;
+    f.up_w = m->up_proj->weight;
+    f.up_b = bias_or_zero(m->up_proj);
+    if (m->gate_proj) {
+      f.gate_w = m->gate_proj->weight;
+      f.gate_b = bias_or_zero(m->gate_proj);
+    }
+    f.down_w = m->down_proj->weight * ls2.unsqueeze(1);
+    f.down_b = bias_or_zero(m->down_proj) * ls2;
+    (void)d;
+    fused_.push_back(std::move(f));
+  }
+}
+
+torch::Tensor DinoV3ViTImpl::fused_layer_forward(const FusedLayer& f, const DinoV3Layer& l,
+                                                 const torch::Tensor& x_in, const torch::Tensor& cos,
+                                                 const torch::Tensor& sin) {
+  const int64_t b = x_in.size(0), n = x_in.size(1), c = x_in.size(2);
+  const int64_t nh = config_.num_attention_heads, hd = config_.head_dim();
+  torch::Tensor x = x_in.reshape({b * n, c});
+
+  torch::Tensor qkv = torch::addmm(f.qkv_b, layer_norm(x, l->norm1), f.qkv_w.t());
+  qkv = qkv.view({b, n, 3, nh, hd}).permute({2, 0, 3, 1, 4});  // [3, B, nh, N, hd]
+  torch::Tensor q = apply_rope(qkv[0], cos, sin);
+  torch::Tensor k = apply_rope(qkv[1], cos, sin);
+  torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1));
+  torch::Tensor probs = scores.scalar_type() == torch::kFloat32
+                            ? torch::softmax(scores, -1)
+                            : torch::softmax(scores, -1, torch::kFloat32).to(scores.scalar_type());
+  torch::Tensor attn = torch::matmul(probs, qkv[2]).transpose(1, 2).reshape({b * n, c});
+  x = torch::addmm(x, attn, f.o_w.t()).add_(f.o_b);  // residual + ls1 * o_proj (ls folded)
+
+  torch::Tensor h = layer_norm(x, l->norm2);
+  torch::Tensor u = torch::addmm(f.up_b, h, f.up_w.t());
+  if (f.gate_w.defined()) {
+    torch::Tensor g = torch::addmm(f.gate_b, h, f.gate_w.t());
+    activation_(g, config_.hidden_act);
+    u.mul_(g);
+  } else {
+    activation_(u, config_.hidden_act);
+  }
+  x = torch::addmm(x, u, f.down_w.t()).add_(f.down_b);  // residual + ls2 * down_proj
+  return x.view({b, n, c});
+}
+
+DinoV3Output DinoV3ViTImpl::forward(const torch::Tensor& pixel_values,
+                                    const std::vector<int64_t>& intermediate_layers) {
+  if (pixel_values.dim() != 4 || pixel_values.size(1) != config_.num_channels)
+    throw Error("DINOv3 expects pixel_values [B, " + std::to_string(config_.num_channels) +
+                ", H, W], got " + c10::str(pixel_values.sizes()));
+  const int64_t p = config_.patch_size;
+  const int64_t gh = pixel_values.size(2) / p, gw = pixel_values.size(3) / p;
+  if (gh == 0 || gw == 0)
+    throw Error("DINOv3 input " + c10::str(pixel_values.sizes()) + " is smaller than one " +
+                std::to_string(p) + "x" + std::to_string(p) + " patch");
+  const int64_t num_layers = config_.num_hidden_layers;
+  std::vector<int64_t> wanted;
+  for (int64_t i : intermediate_layers) {
+    const int64_t idx = i < 0 ? num_layers + i : i;
+    if (idx < 0 || idx >= num_layers)
+      throw Error("intermediate layer " + std::to_string(i) + " out of range for a " +
+                  std::to_string(num_layers) + "-layer model");
+    wanted.push_back(idx);
+  }
+
+  torch::Tensor x = embeddings(pixel_values);
+  auto [cos, sin] = dinov3_rope_tables(gh, gw, config_.head_dim(), config_.rope_theta, x.options());
+  const bool use_fused = fused() && !(torch::GradMode::is_enabled() && x.requires_grad());
+  std::map<int64_t, torch::Tensor> kept;
+  for (int64_t i = 0; i < num_layers; ++i) {
+    const auto l = layer->ptr<DinoV3LayerImpl>(i);
+    x = use_fused ? fused_layer_forward(fused_[i], DinoV3Layer(l), x, cos, sin) : l->forward(x, cos, sin);
+    if (std::find(wanted.begin(), wanted.end(), i) != wanted.end()) kept[i] = x;
+  }
+  DinoV3Output out;
+  out.last_hidden_state = layer_norm(x, norm);
+  out.pooler_output = out.last_hidden_state.select(1, 0);
+  const int64_t prefix = 1 + config_.num_register_tokens;
+  out.patch_tokens = out.last_hidden_state.narrow(1, prefix, gh * gw)
+                         .reshape({x.size(0), gh, gw, config_.hidden_size});
+  for (int64_t idx : wanted) out.intermediate.push_back(layer_norm(kept[idx], norm));
+  return out;
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+weights::TensorMap dinov3_canonical_names(const weights::TensorMap& in) {
+  weights::TensorMap state = weights::strip_prefix(in, "module.");
+  const bool original = state.count("cls_token") || state.count("patch_embed.proj.weight");
+  if (!original) return state;
+  weights::TensorMap out;
+  static const std::regex block(R"(blocks\.(\d+)\.(.+))");
+  for (const auto& [name, t] : state) {
+    std::smatch m;
+    if (name == "cls_token") out["embeddings.cls_token"] = t.reshape({1, 1, -1});
+    else if (name == "mask_token") out["embeddings.mask_token"] = t.reshape({1, 1, -1});
+    else if (name == "storage_tokens" || name == "register_tokens")
+      out["embeddings.register_tokens"] = t.reshape({1, -1, t.size(-1)});
+    else if (name.rfind("patch_embed.proj.", 0) == 0)
+      out["embeddings.patch_embeddings." + name.substr(17)] = t;
+    else if (name.rfind("norm.", 0) == 0) out[name] = t;
+    else if (std::regex_match(name, m, block)) {
+      const std::string pre = "layer." + m[1].str() + ".";
+      const std::string rest = m[2].str();
+      if (rest == "attn.qkv.weight" || rest == "attn.qkv.bias") {
+        const std::string kind = rest.substr(9);  // weight | bias
+        auto parts = t.chunk(3, 0);
+        out[pre + "attention.q_proj." + kind] = parts[0];
+        // The original masks the k bias to zero (bias_mask); HF has no k bias at all.
+        if (kind == "weight") out[pre + "attention.k_proj.weight"] = parts[1];
+        out[pre + "attention.v_proj." + kind] = parts[2];
+      } else if (rest.rfind("attn.proj.", 0) == 0) out[pre + "attention.o_proj." + rest.substr(10)] = t;
+      else if (rest == "ls1.gamma") out[pre + "layer_scale1.lambda1"] = t;
+      else if (rest == "ls2.gamma") out[pre + "layer_scale2.lambda1"] = t;
+      else if (rest.rfind("norm1.", 0) == 0 || rest.rfind("norm2.", 0) == 0) out[pre + rest] = t;
+      else if (rest.rfind("mlp.fc1.", 0) == 0) out[pre + "mlp.up_proj." + rest.substr(8)] = t;
+      else if (rest.rfind("mlp.fc2.", 0) == 0) out[pre + "mlp.down_proj." + rest.substr(8)] = t;
+      else if (rest.rfind("mlp.w1.", 0) == 0) out[pre + "mlp.gate_proj." + rest.substr(7)] = t;
+      else if (rest.rfind("mlp.w2.", 0) == 0) out[pre + "mlp.up_proj." + rest.substr(7)] = t;
+      else if (rest.rfind("mlp.w3.", 0) == 0) out[pre + "mlp.down_proj." + rest.substr(7)] = t;
+      else if (rest == "attn.qkv.bias_mask") continue;
+      else out[name] = t;  // left for strict loading to report
+    } else if (name.rfind("rope_embed.", 0) == 0) {
+      continue;  // the periods buffer is recomputed from rope_theta
+    } else {
+      out[name] = t;
+    }
+  }
+  return out;
+}
+
+DinoV3Config dinov3_config_from_weights(const weights::TensorMap& s) {
+  auto need = [&](const std::string& k) -> const torch::Tensor& {
+    auto it = s.find(k);
+    if (it == s.end()) throw Error("cannot infer the DINOv3 config: no tensor '" + k + "'");
+    return it->second;
+  };
+  DinoV3Config c;
+  c.hidden_size = need("embeddings.cls_token").size(-1);
+  c.patch_size = need("embeddings.patch_embeddings.weight").size(-1);
+  c.num_channels = need("embeddings.patch_embeddings.weight").size(1);
+  c.num_register_tokens =
+      s.count("embeddings.register_tokens") ? s.at("embeddings.register_tokens").size(1) : 0;
+  int64_t layers = 0;
+  while (s.count("layer." + std::to_string(layers) + ".norm1.weight")) ++layers;
+  c.num_hidden_layers = layers;
+  c.intermediate_size = need("layer.0.mlp.up_proj.weight").size(0);
+  c.use_gated_mlp = s.count("layer.0.mlp.gate_proj.weight") > 0;
+  c.hidden_act = c.use_gated_mlp ? "silu" : "gelu";
+  // Every released variant uses 64-wide heads except 7B (128).
+  c.num_attention_heads = c.hidden_size == 4096 ? 32 : c.hidden_size / 64;
+  c.query_bias = s.count("layer.0.attention.q_proj.bias") > 0;
+  c.key_bias = s.count("layer.0.attention.k_proj.bias") > 0;
+  c.value_bias = s.count("layer.0.attention.v_proj.bias") > 0;
+  c.proj_bias = s.count("layer.0.attention.o_proj.bias") > 0;
+  c.mlp_bias = s.count("layer.0.mlp.up_proj.bias") > 0;
+  c.validate("inferred config");
+  return c;
+}
+
+DinoV3ViT load_dinov3(const std::string& path, torch::ScalarType dtype) {
+  if (dtype == torch::kFloat16)
+    throw Error(path + ": DINOv3 is not run in fp16: its activations overflow the fp16 range; use "
+                       "bf16 (same speed on hardware that has it) or fp32");
+  namespace fs = std::filesystem;
+  weights::TensorMap state = dinov3_canonical_names(weights::read_checkpoint(path));
+  const fs::path config_path =
+      fs::is_directory(path) ? fs::path(path) / "config.json" : fs::path(path).parent_path() / "config.json";
+  DinoV3Config config = fs::exists(config_path) && fs::is_directory(path)
+                            ? DinoV3Config::from_file(config_path.string())
+                            : dinov3_config_from_weights(state);
+  DinoV3ViT model(config);
+  weights::load_state_dict(*model, state, {/*strict=*/true, path});
+  model->to(dtype);
+  model->eval();
+  return model;
+}
+
+}  // namespace vidfuse::models

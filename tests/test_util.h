@@ -1,0 +1,54 @@
+// Shared helpers for the tests: fixture paths, error norms, scratch directories.
+#pragma once
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <string>
+
+namespace vidfuse::test {
+
+inline std::string fixture(const std::string& rel) {
+  return std::string(VIDFUSE_SHARED_DIR) + "/fixtures/" + rel;
+}
+
+// ||out - ref|| / ||ref||, computed in float64.
+inline double rel_error(const torch::Tensor& out, const torch::Tensor& ref) {
+  EXPECT_EQ(out.sizes(), ref.sizes());
+  auto o = out.to(torch::kFloat64), r = ref.to(torch::kFloat64);
+  return ((o - r).norm() / r.norm()).item<double>();
+}
+
+// A fresh directory under the system temp dir, removed when the object dies.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "vidfuse-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Asserts that `statement` throws an exception whose message contains every one of `parts`.
+#define EXPECT_THROW_WITH(statement, ...)                                               \
+  do {                                                                                  \
+    try {                                                                               \
+      statement;                                                                        \
+      ADD_FAILURE() << "expected an exception from: " #statement;                      \
+    } catch (const std::exception& e) {                                                 \
+      const std::string what = e.what();                                                \
+      for (const std::string& part : std::vector<std::string>{__VA_ARGS__})             \
+        EXPECT_NE(what.find(part), std::string::npos)                                   \
+            << "message lacks '" << part << "': " << what;                              \
+    }                                                                                   \
+  } while (0)
+
+}  // namespace vidfuse::test
