@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 

@@ -1,0 +1,58 @@
+// What the trainer reads: an indexable set of samples of precomputed stream features. The feature
+// store, video decoding and synthetic test data all implement `Dataset`.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "vidfuse/models/fusion.h"
+
+namespace vidfuse::train {
+
+struct Sample {
+  torch::Tensor semantic;      // [Ts, h, w, Cs] (undefined for motion-only data)
+  torch::Tensor semantic_cls;  // [Ts, Cs] or undefined
+  torch::Tensor motion;        // [Cm, Tm, Hm, Wm] (undefined for semantic-only data)
+  int64_t label = -1;          // class index; -1 = unlabelled
+};
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  // Must be safe to call from one background thread while the caller computes (prefetching).
+  virtual Sample get(int64_t index) const = 0;
+  // Class names by index, when the dataset knows them (used in reports).
+  virtual std::vector<std::string> class_names() const { return {}; }
+};
+
+// Samples held in memory as stacked tensors (leading dimension = sample).
+class TensorDataset : public Dataset {
+ public:
+  // semantic [N, Ts, h, w, Cs] or undefined; semantic_cls [N, Ts, Cs] or undefined;
+  // motion [N, Cm, Tm, Hm, Wm] or undefined; labels [N] int64.
+  TensorDataset(torch::Tensor semantic, torch::Tensor semantic_cls, torch::Tensor motion,
+                torch::Tensor labels, std::vector<std::string> class_names = {});
+  int64_t size() const override { return labels_.size(0); }
+  Sample get(int64_t index) const override;
+  std::vector<std::string> class_names() const override { return class_names_; }
+
+ private:
+  torch::Tensor semantic_, semantic_cls_, motion_, labels_;
+  std::vector<std::string> class_names_;
+};
+
+struct Batch {
+  models::FusionInput input;
+  torch::Tensor labels;  // [B] int64
+};
+
+// Stacks samples into a batch; throws vidfuse::Error naming the dataset index whose shapes differ
+// from the first sample's.
+Batch collate(const std::vector<Sample>& samples, const std::vector<int64_t>& indices);
+
+// The samples `indices` of `data`, collated.
+Batch load_batch(const Dataset& data, const std::vector<int64_t>& indices);
+
+}  // namespace vidfuse::train
