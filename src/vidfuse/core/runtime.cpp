@@ -1,12 +1,12 @@
 #include "vidfuse/core/runtime.h"
 
+#include <malloc.h>
 #include <torch/torch.h>
 
-#include <malloc.h>
-
+#include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <algorithm>
 #include <thread>
 
 namespace vidfuse {
@@ -41,6 +41,10 @@ void configure_runtime(int threads) {
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   }
   // LibTorch's default can be 1 on small VMs; use every core unless told otherwise.
+  // OMP_NUM_THREADS is how launchers (torchrun, `vidfuse train --nproc`) give each rank its share.
+  if (threads <= 0) {
+    if (const char* omp = std::getenv("OMP_NUM_THREADS")) threads = std::atoi(omp);
+  }
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
   static bool warned = false;

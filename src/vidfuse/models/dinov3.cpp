@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/models/attention.h"
 #include "vidfuse/weights/checkpoint.h"
 #include "vidfuse/weights/state_dict.h"
 
@@ -23,10 +24,14 @@ torch::Tensor activation(const torch::Tensor& x, const std::string& act) {
 
 // In place on a tensor the caller owns (saves an allocation of the widest activation).
 void activation_(torch::Tensor& x, const std::string& act) {
-  if (act == "gelu") at::gelu_(x);
-  else if (act == "silu") at::silu_(x);
-  else if (act == "relu") x.relu_();
-  else at::gelu_(x, "tanh");
+  if (act == "gelu")
+    at::gelu_(x);
+  else if (act == "silu")
+    at::silu_(x);
+  else if (act == "relu")
+    x.relu_();
+  else
+    at::gelu_(x, "tanh");
 }
 
 torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -35,7 +40,8 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 }
 
 // RoPE on the patch tokens only: the first `prefix` tokens (CLS + registers) pass unchanged.
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
+                         const torch::Tensor& sin) {
   const int64_t patches = cos.size(0);
   const int64_t prefix = x.size(-2) - patches;
   torch::Tensor p = x.narrow(-2, prefix, patches);
@@ -54,8 +60,8 @@ torch::Tensor layer_norm(const torch::Tensor& x, const torch::nn::LayerNorm& ln)
 DinoV3EmbeddingsImpl::DinoV3EmbeddingsImpl(const DinoV3Config& c) {
   cls_token = register_parameter("cls_token", torch::randn({1, 1, c.hidden_size}) * 0.02);
   mask_token = register_parameter("mask_token", torch::zeros({1, 1, c.hidden_size}));
-  register_tokens =
-      register_parameter("register_tokens", torch::randn({1, c.num_register_tokens, c.hidden_size}) * 0.02);
+  register_tokens = register_parameter(
+      "register_tokens", torch::randn({1, c.num_register_tokens, c.hidden_size}) * 0.02);
   patch_embeddings = register_module(
       "patch_embeddings",
       torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, c.hidden_size, c.patch_size)
@@ -109,11 +115,7 @@ torch::Tensor DinoV3AttentionImpl::forward(const torch::Tensor& x, const torch::
   torch::Tensor q = apply_rope(heads(q_proj(x)), cos, sin);
   torch::Tensor k = apply_rope(heads(k_proj(x)), cos, sin);
   torch::Tensor v = heads(v_proj(x));
-  torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1)) * std::pow(head_dim_, -0.5);
-  // Softmax in fp32 whatever the compute dtype, as the reference does.
-  torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-  torch::Tensor out = torch::matmul(probs, v).transpose(1, 2).reshape({b, n, -1});
-  return o_proj(out);
+  return o_proj(attention(q, k, v, std::pow(head_dim_, -0.5)));
 }
 
 // ---------------------------------------------------------------- MLP, layer scale, layer
@@ -126,7 +128,8 @@ DinoV3MLPImpl::DinoV3MLPImpl(const DinoV3Config& c) : act_(c.hidden_act) {
   using torch::nn::LinearOptions;
   const int64_t d = c.hidden_size, m = c.intermediate_size;
   if (c.use_gated_mlp)
-    gate_proj = register_module("gate_proj", torch::nn::Linear(LinearOptions(d, m).bias(c.mlp_bias)));
+    gate_proj =
+        register_module("gate_proj", torch::nn::Linear(LinearOptions(d, m).bias(c.mlp_bias)));
   up_proj = register_module("up_proj", torch::nn::Linear(LinearOptions(d, m).bias(c.mlp_bias)));
   down_proj = register_module("down_proj", torch::nn::Linear(LinearOptions(m, d).bias(c.mlp_bias)));
 }
@@ -142,10 +145,12 @@ DinoV3LayerImpl::DinoV3LayerImpl(const DinoV3Config& c) {
   };
   norm1 = register_module("norm1", ln());
   attention = register_module("attention", DinoV3Attention(c));
-  layer_scale1 = register_module("layer_scale1", DinoV3LayerScale(c.hidden_size, c.layerscale_value));
+  layer_scale1 =
+      register_module("layer_scale1", DinoV3LayerScale(c.hidden_size, c.layerscale_value));
   norm2 = register_module("norm2", ln());
   mlp = register_module("mlp", DinoV3MLP(c));
-  layer_scale2 = register_module("layer_scale2", DinoV3LayerScale(c.hidden_size, c.layerscale_value));
+  layer_scale2 =
+      register_module("layer_scale2", DinoV3LayerScale(c.hidden_size, c.layerscale_value));
 }
 
 torch::Tensor DinoV3LayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
@@ -162,7 +167,8 @@ DinoV3ViTImpl::DinoV3ViTImpl(const DinoV3Config& c) : config_(c) {
   layer = register_module("layer", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layer->push_back(DinoV3Layer(c));
   norm = register_module(
-      "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+      "norm",
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
 }
 
 int64_t DinoV3ViTImpl::num_parameters() const {
@@ -180,12 +186,14 @@ void DinoV3ViTImpl::fuse_for_inference() {
     auto l = std::dynamic_pointer_cast<DinoV3LayerImpl>(module);
     const auto& a = l->attention;
     auto bias_or_zero = [&](const torch::nn::Linear& lin) {
-      return lin->bias.defined() ? lin->bias : torch::zeros({lin->weight.size(0)}, lin->weight.options());
+      return lin->bias.defined() ? lin->bias
+                                 : torch::zeros({lin->weight.size(0)}, lin->weight.options());
     };
     FusedLayer f;
     // The attention scale commutes with RoPE (a rotation), so it can live in the q weights.
     f.qkv_w = torch::cat({a->q_proj->weight * scale, a->k_proj->weight, a->v_proj->weight}, 0);
-    f.qkv_b = torch::cat({bias_or_zero(a->q_proj) * scale, bias_or_zero(a->k_proj), bias_or_zero(a->v_proj)});
+    f.qkv_b = torch::cat(
+        {bias_or_zero(a->q_proj) * scale, bias_or_zero(a->k_proj), bias_or_zero(a->v_proj)});
     const torch::Tensor ls1 = l->layer_scale1->lambda1, ls2 = l->layer_scale2->lambda1;
     f.o_w = a->o_proj->weight * ls1.unsqueeze(1);
     f.o_b = bias_or_zero(a->o_proj) * ls1;
@@ -204,7 +212,8 @@ void DinoV3ViTImpl::fuse_for_inference() {
 }
 
 torch::Tensor DinoV3ViTImpl::fused_layer_forward(const FusedLayer& f, const DinoV3Layer& l,
-                                                 const torch::Tensor& x_in, const torch::Tensor& cos,
+                                                 const torch::Tensor& x_in,
+                                                 const torch::Tensor& cos,
                                                  const torch::Tensor& sin) {
   const int64_t b = x_in.size(0), n = x_in.size(1), c = x_in.size(2);
   const int64_t nh = config_.num_attention_heads, hd = config_.head_dim();
@@ -214,11 +223,8 @@ torch::Tensor DinoV3ViTImpl::fused_layer_forward(const FusedLayer& f, const Dino
   qkv = qkv.view({b, n, 3, nh, hd}).permute({2, 0, 3, 1, 4});  // [3, B, nh, N, hd]
   torch::Tensor q = apply_rope(qkv[0], cos, sin);
   torch::Tensor k = apply_rope(qkv[1], cos, sin);
-  torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1));
-  torch::Tensor probs = scores.scalar_type() == torch::kFloat32
-                            ? torch::softmax(scores, -1)
-                            : torch::softmax(scores, -1, torch::kFloat32).to(scores.scalar_type());
-  torch::Tensor attn = torch::matmul(probs, qkv[2]).transpose(1, 2).reshape({b * n, c});
+  // The attention scale is folded into the query weights.
+  torch::Tensor attn = attention(q, k, qkv[2], 1.0).view({b * n, c});
   x = torch::addmm(x, attn, f.o_w.t()).add_(f.o_b);  // residual + ls1 * o_proj (ls folded)
 
   torch::Tensor h = layer_norm(x, l->norm2);
@@ -260,7 +266,8 @@ DinoV3Output DinoV3ViTImpl::forward(const torch::Tensor& pixel_values,
   std::map<int64_t, torch::Tensor> kept;
   for (int64_t i = 0; i < num_layers; ++i) {
     const auto l = layer->ptr<DinoV3LayerImpl>(i);
-    x = use_fused ? fused_layer_forward(fused_[i], DinoV3Layer(l), x, cos, sin) : l->forward(x, cos, sin);
+    x = use_fused ? fused_layer_forward(fused_[i], DinoV3Layer(l), x, cos, sin)
+                  : l->forward(x, cos, sin);
     if (std::find(wanted.begin(), wanted.end(), i) != wanted.end()) kept[i] = x;
   }
   DinoV3Output out;
@@ -283,13 +290,16 @@ weights::TensorMap dinov3_canonical_names(const weights::TensorMap& in) {
   static const std::regex block(R"(blocks\.(\d+)\.(.+))");
   for (const auto& [name, t] : state) {
     std::smatch m;
-    if (name == "cls_token") out["embeddings.cls_token"] = t.reshape({1, 1, -1});
-    else if (name == "mask_token") out["embeddings.mask_token"] = t.reshape({1, 1, -1});
+    if (name == "cls_token")
+      out["embeddings.cls_token"] = t.reshape({1, 1, -1});
+    else if (name == "mask_token")
+      out["embeddings.mask_token"] = t.reshape({1, 1, -1});
     else if (name == "storage_tokens" || name == "register_tokens")
       out["embeddings.register_tokens"] = t.reshape({1, -1, t.size(-1)});
     else if (name.rfind("patch_embed.proj.", 0) == 0)
       out["embeddings.patch_embeddings." + name.substr(17)] = t;
-    else if (name.rfind("norm.", 0) == 0) out[name] = t;
+    else if (name.rfind("norm.", 0) == 0)
+      out[name] = t;
     else if (std::regex_match(name, m, block)) {
       const std::string pre = "layer." + m[1].str() + ".";
       const std::string rest = m[2].str();
@@ -300,17 +310,28 @@ weights::TensorMap dinov3_canonical_names(const weights::TensorMap& in) {
         // The original masks the k bias to zero (bias_mask); HF has no k bias at all.
         if (kind == "weight") out[pre + "attention.k_proj.weight"] = parts[1];
         out[pre + "attention.v_proj." + kind] = parts[2];
-      } else if (rest.rfind("attn.proj.", 0) == 0) out[pre + "attention.o_proj." + rest.substr(10)] = t;
-      else if (rest == "ls1.gamma") out[pre + "layer_scale1.lambda1"] = t;
-      else if (rest == "ls2.gamma") out[pre + "layer_scale2.lambda1"] = t;
-      else if (rest.rfind("norm1.", 0) == 0 || rest.rfind("norm2.", 0) == 0) out[pre + rest] = t;
-      else if (rest.rfind("mlp.fc1.", 0) == 0) out[pre + "mlp.up_proj." + rest.substr(8)] = t;
-      else if (rest.rfind("mlp.fc2.", 0) == 0) out[pre + "mlp.down_proj." + rest.substr(8)] = t;
-      else if (rest.rfind("mlp.w1.", 0) == 0) out[pre + "mlp.gate_proj." + rest.substr(7)] = t;
-      else if (rest.rfind("mlp.w2.", 0) == 0) out[pre + "mlp.up_proj." + rest.substr(7)] = t;
-      else if (rest.rfind("mlp.w3.", 0) == 0) out[pre + "mlp.down_proj." + rest.substr(7)] = t;
-      else if (rest == "attn.qkv.bias_mask") continue;
-      else out[name] = t;  // left for strict loading to report
+      } else if (rest.rfind("attn.proj.", 0) == 0)
+        out[pre + "attention.o_proj." + rest.substr(10)] = t;
+      else if (rest == "ls1.gamma")
+        out[pre + "layer_scale1.lambda1"] = t;
+      else if (rest == "ls2.gamma")
+        out[pre + "layer_scale2.lambda1"] = t;
+      else if (rest.rfind("norm1.", 0) == 0 || rest.rfind("norm2.", 0) == 0)
+        out[pre + rest] = t;
+      else if (rest.rfind("mlp.fc1.", 0) == 0)
+        out[pre + "mlp.up_proj." + rest.substr(8)] = t;
+      else if (rest.rfind("mlp.fc2.", 0) == 0)
+        out[pre + "mlp.down_proj." + rest.substr(8)] = t;
+      else if (rest.rfind("mlp.w1.", 0) == 0)
+        out[pre + "mlp.gate_proj." + rest.substr(7)] = t;
+      else if (rest.rfind("mlp.w2.", 0) == 0)
+        out[pre + "mlp.up_proj." + rest.substr(7)] = t;
+      else if (rest.rfind("mlp.w3.", 0) == 0)
+        out[pre + "mlp.down_proj." + rest.substr(7)] = t;
+      else if (rest == "attn.qkv.bias_mask")
+        continue;
+      else
+        out[name] = t;  // left for strict loading to report
     } else if (name.rfind("rope_embed.", 0) == 0) {
       continue;  // the periods buffer is recomputed from rope_theta
     } else {
@@ -351,12 +372,14 @@ DinoV3Config dinov3_config_from_weights(const weights::TensorMap& s) {
 
 DinoV3ViT load_dinov3(const std::string& path, torch::ScalarType dtype) {
   if (dtype == torch::kFloat16)
-    throw Error(path + ": DINOv3 is not run in fp16: its activations overflow the fp16 range; use "
-                       "bf16 (same speed on hardware that has it) or fp32");
+    throw Error(path +
+                ": DINOv3 is not run in fp16: its activations overflow the fp16 range; use "
+                "bf16 (same speed on hardware that has it) or fp32");
   namespace fs = std::filesystem;
   weights::TensorMap state = dinov3_canonical_names(weights::read_checkpoint(path));
-  const fs::path config_path =
-      fs::is_directory(path) ? fs::path(path) / "config.json" : fs::path(path).parent_path() / "config.json";
+  const fs::path config_path = fs::is_directory(path)
+                                   ? fs::path(path) / "config.json"
+                                   : fs::path(path).parent_path() / "config.json";
   DinoV3Config config = fs::exists(config_path) && fs::is_directory(path)
                             ? DinoV3Config::from_file(config_path.string())
                             : dinov3_config_from_weights(state);

@@ -2,6 +2,7 @@
 #include "vidfuse/models/i3d.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "vidfuse/core/error.h"
@@ -29,7 +30,21 @@ constexpr MixedSpec kMixed4[] = {{"Mixed_4b", 480, {192, 96, 208, 16, 48, 64}},
                                  {"Mixed_4f", 528, {256, 160, 320, 32, 128, 128}}};
 constexpr MixedSpec kMixed5[] = {{"Mixed_5b", 832, {256, 160, 320, 32, 128, 128}},
                                  {"Mixed_5c", 832, {384, 192, 384, 48, 128, 128}}};
-constexpr int64_t kFeatureChannels = 1024;
+
+// A channel count at `width` (at least 4, so every branch keeps some channels).
+int64_t scaled(int64_t channels, double width) {
+  if (width == 1.0) return channels;
+  return std::max<int64_t>(4, std::lround(channels * width));
+}
+std::array<int64_t, 6> scaled(const std::array<int64_t, 6>& out, double width) {
+  std::array<int64_t, 6> r{};
+  for (size_t i = 0; i < 6; ++i) r[i] = scaled(out[i], width);
+  return r;
+}
+// A module's output channels: the concatenation of branches 0, 1b, 2b and 3b.
+int64_t mixed_out_channels(const std::array<int64_t, 6>& out) {
+  return out[0] + out[2] + out[4] + out[5];
+}
 constexpr std::array<int64_t, 3> kAvgPool = {2, 7, 7};
 
 using K3 = std::array<int64_t, 3>;
@@ -205,13 +220,20 @@ InceptionI3dImpl::InceptionI3dImpl(I3DConfig config) : config_(config) {
     throw Error("I3D config: in_channels and num_classes must be positive (got " +
                 std::to_string(config.in_channels) + ", " + std::to_string(config.num_classes) +
                 ")");
-  const double eps = config.bn_eps;
+  if (!(config.width > 0 && config.width <= 1))
+    throw Error("I3D config: width must be in (0, 1], got " + std::to_string(config.width));
+  const double eps = config.bn_eps, w = config.width;
+  const int64_t c1 = scaled(64, w), c2 = scaled(192, w);
   Conv3d_1a_7x7 = register_module(
-      "Conv3d_1a_7x7", Unit3D(config.in_channels, 64, K3{7, 7, 7}, K3{2, 2, 2}, true, eps));
-  Conv3d_2b_1x1 = register_module("Conv3d_2b_1x1", Unit3D(64, 64, kOnes, kOnes, true, eps));
-  Conv3d_2c_3x3 = register_module("Conv3d_2c_3x3", Unit3D(64, 192, K3{3, 3, 3}, kOnes, true, eps));
+      "Conv3d_1a_7x7", Unit3D(config.in_channels, c1, K3{7, 7, 7}, K3{2, 2, 2}, true, eps));
+  Conv3d_2b_1x1 = register_module("Conv3d_2b_1x1", Unit3D(c1, c1, kOnes, kOnes, true, eps));
+  Conv3d_2c_3x3 = register_module("Conv3d_2c_3x3", Unit3D(c1, c2, K3{3, 3, 3}, kOnes, true, eps));
+  int64_t channels = c2;  // into the next module
   auto mixed = [&](const MixedSpec& spec) {
-    return register_module(spec.name, InceptionModule(spec.in_channels, spec.out, eps));
+    const auto out = scaled(spec.out, w);
+    auto m = register_module(spec.name, InceptionModule(channels, out, eps));
+    channels = mixed_out_channels(out);
+    return m;
   };
   Mixed_3b = mixed(kMixed3[0]);
   Mixed_3c = mixed(kMixed3[1]);
@@ -223,8 +245,12 @@ InceptionI3dImpl::InceptionI3dImpl(I3DConfig config) : config_(config) {
   Mixed_5b = mixed(kMixed5[0]);
   Mixed_5c = mixed(kMixed5[1]);
   dropout = register_module("dropout", torch::nn::Dropout(config.dropout));
-  logits = register_module("logits",
-                           Unit3D(kFeatureChannels, config.num_classes, kOnes, kOnes, false, eps));
+  logits =
+      register_module("logits", Unit3D(channels, config.num_classes, kOnes, kOnes, false, eps));
+}
+
+int64_t i3d_feature_channels(const I3DConfig& config) {
+  return mixed_out_channels(scaled(kMixed5[1].out, config.width));
 }
 
 void InceptionI3dImpl::check_input(torch::IntArrayRef sizes) const {
@@ -302,20 +328,25 @@ double i3d_flops(const I3DConfig& config, int64_t frames, int64_t height, int64_
   auto pool = [&](const K3& stride) {
     for (int d = 0; d < 3; ++d) size[d] = (size[d] + stride[d] - 1) / stride[d];
   };
+  const double w = config.width;
+  const int64_t c1 = scaled(64, w), c2 = scaled(192, w);
+  int64_t channels = c2;
   auto mixed = [&](const MixedSpec& spec) {
-    const auto& o = spec.out;
-    for (auto [in, out, k] : {std::tuple{spec.in_channels, o[0], 1},
-                              {spec.in_channels, o[1], 1},
+    const auto o = scaled(spec.out, w);
+    const int64_t in_channels = channels;
+    for (auto [in, out, k] : {std::tuple{in_channels, o[0], 1},
+                              {in_channels, o[1], 1},
                               {o[1], o[2], 3},
-                              {spec.in_channels, o[3], 1},
+                              {in_channels, o[3], 1},
                               {o[3], o[4], 3},
-                              {spec.in_channels, o[5], 1}})
+                              {in_channels, o[5], 1}})
       conv(in, out, {k, k, k}, kOnes);
+    channels = mixed_out_channels(o);
   };
-  conv(config.in_channels, 64, {7, 7, 7}, {2, 2, 2});
+  conv(config.in_channels, c1, {7, 7, 7}, {2, 2, 2});
   pool(kPool2aStride);
-  conv(64, 64, kOnes, kOnes);
-  conv(64, 192, {3, 3, 3}, kOnes);
+  conv(c1, c1, kOnes, kOnes);
+  conv(c1, c2, {3, 3, 3}, kOnes);
   pool(kPool2aStride);
   for (const auto& spec : kMixed3) mixed(spec);
   pool(kPool4aStride);
@@ -323,7 +354,7 @@ double i3d_flops(const I3DConfig& config, int64_t frames, int64_t height, int64_
   pool(kPool5aStride);
   for (const auto& spec : kMixed5) mixed(spec);
   for (int d = 0; d < 3; ++d) size[d] = std::max<int64_t>(size[d] - kAvgPool[d] + 1, 0);
-  conv(kFeatureChannels, config.num_classes, kOnes, kOnes);
+  conv(channels, config.num_classes, kOnes, kOnes);
   return flops;
 }
 
@@ -340,6 +371,7 @@ I3DConfig i3d_config_from_state(const weights::TensorMap& state, const std::stri
   I3DConfig config;
   const Tensor& first = find("Conv3d_1a_7x7.conv3d.weight");
   config.in_channels = first.size(1);
+  if (first.size(0) != 64) config.width = first.size(0) / 64.0;  // a narrowed network
   const Tensor& last = find("logits.conv3d.weight");
   config.num_classes = last.size(0);
   return config;

@@ -25,7 +25,14 @@ struct I3DConfig {
   // 1e-5, which canonicalize_i3d_names() folds into running_var so the canonical eps stays 1e-3.
   double bn_eps = 1e-3;
   double dropout = 0.5;  // before the logits; only active in train()
+  // Channel multiplier: 1 is the published network (Mixed_5c has 1024 channels). Smaller values
+  // give the same topology with fewer channels, for the built-in demo backbone and quick tests;
+  // checkpoints record it implicitly (Conv3d_1a_7x7 has 64 * width filters).
+  double width = 1.0;
 };
+
+// Channels of Mixed_5c (the tokens and the pooled feature): 1024 at width 1.
+int64_t i3d_feature_channels(const I3DConfig& config);
 
 // The smallest input the network accepts: Mixed_5c must be at least [2, 7, 7] for the average pool.
 inline constexpr int64_t kI3DMinFrames = 9;

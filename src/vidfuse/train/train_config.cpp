@@ -35,6 +35,9 @@ void TrainConfig::validate(const std::string& where) const {
     throw Error(where + ": device \"" + device +
                 "\" is not a device (use \"cpu\" or \"cuda[:N]\")");
   }
+  require(
+      data.streams == "both" || data.streams == "semantic" || data.streams == "motion",
+      "data.streams must be \"both\", \"semantic\" or \"motion\", got \"" + data.streams + "\"");
   require(log_every >= 1, "log_every must be >= 1");
   require(eval_every >= 0, "eval_every must be >= 0 (0 = every epoch)");
   require(checkpoint_every >= 0, "checkpoint_every must be >= 0 (0 = every epoch)");
@@ -44,6 +47,12 @@ void TrainConfig::validate(const std::string& where) const {
 
 nlohmann::json to_json(const TrainConfig& c) {
   return {{"model", models::to_json(c.model)},
+          {"data",
+           {{"store", c.data.store},
+            {"train", c.data.train},
+            {"val", c.data.val},
+            {"videos", c.data.videos},
+            {"streams", c.data.streams}}},
           {"epochs", c.epochs},
           {"max_steps", c.max_steps},
           {"batch_size", c.batch_size},
@@ -74,6 +83,15 @@ TrainConfig train_config_from_json(const nlohmann::json& json, const std::string
   models::JsonObjectReader r(json, where);
   if (const auto* m = r.child("model"))
     c.model = models::fusion_config_from_json(*m, where + ": model");
+  if (const auto* d = r.child("data")) {
+    models::JsonObjectReader dr(*d, where + ": data");
+    dr.read("store", c.data.store);
+    dr.read("train", c.data.train);
+    dr.read("val", c.data.val);
+    dr.read("videos", c.data.videos);
+    dr.read("streams", c.data.streams);
+    dr.finish();
+  }
   r.read("epochs", c.epochs);
   r.read("max_steps", c.max_steps);
   r.read("batch_size", c.batch_size);

@@ -9,8 +9,19 @@
 
 namespace vidfuse::train {
 
+// Where the training data come from (used by the `train`/`eval` commands; the library's Trainer
+// takes datasets directly).
+struct DataConfig {
+  std::string store;   // feature store written by `vidfuse extract`
+  std::string train;   // manifest: SSv2 train.json, Kinetics CSV, `path,label` CSV, list, folder
+  std::string val;     // validation manifest; empty = no validation
+  std::string videos;  // folder the manifests' ids and relative paths resolve in ("" = beside them)
+  std::string streams = "both";  // both | semantic | motion: which store tensors to read
+};
+
 struct TrainConfig {
   models::FusionConfig model;
+  DataConfig data;
 
   // Length: `max_steps` optimizer steps if > 0, else `epochs` passes over the train set.
   int64_t epochs = 30;

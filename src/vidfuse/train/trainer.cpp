@@ -10,6 +10,7 @@
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/train/report.h"
+#include "vidfuse/weights/safetensors.h"
 #include "vidfuse/weights/state_dict.h"
 
 namespace vidfuse::train {
@@ -18,6 +19,30 @@ namespace fs = std::filesystem;
 namespace {
 constexpr const char* kCheckpointFormat = "vidfuse-train-checkpoint";
 constexpr const char* kCheckpointVersion = "1";
+
+// The config and state JSON of a checkpoint written by Trainer::save_checkpoint.
+void read_checkpoint_metadata(const weights::SafetensorsFile& file, const std::string& path,
+                              nlohmann::json& config, nlohmann::json& state) {
+  const auto& md = file.metadata();
+  auto meta = [&](const char* key) {
+    auto it = md.find(key);
+    if (it == md.end())
+      fail_file(path,
+                std::string("not a vidfuse training checkpoint (no \"") + key + "\" metadata)");
+    return it->second;
+  };
+  if (meta("format") != kCheckpointFormat)
+    fail_file(path, "not a vidfuse training checkpoint (format \"" + meta("format") + "\")");
+  if (meta("version") != kCheckpointVersion)
+    fail_file(path, "checkpoint version " + meta("version") + " is not supported (expected " +
+                        kCheckpointVersion + ")");
+  try {
+    config = nlohmann::json::parse(meta("config"));
+    state = nlohmann::json::parse(meta("state"));
+  } catch (const nlohmann::json::exception& e) {
+    fail_file(path, std::string("corrupt checkpoint metadata: ") + e.what());
+  }
+}
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -369,26 +394,8 @@ void Trainer::save_checkpoint(const std::string& path) {
 
 void Trainer::resume(const std::string& path) {
   weights::SafetensorsFile file(path);
-  const auto& md = file.metadata();
-  auto meta = [&](const char* key) {
-    auto it = md.find(key);
-    if (it == md.end())
-      fail_file(path,
-                std::string("not a vidfuse training checkpoint (no \"") + key + "\" metadata)");
-    return it->second;
-  };
-  if (meta("format") != kCheckpointFormat)
-    fail_file(path, "not a vidfuse training checkpoint (format \"" + meta("format") + "\")");
-  if (meta("version") != kCheckpointVersion)
-    fail_file(path, "checkpoint version " + meta("version") + " is not supported (expected " +
-                        kCheckpointVersion + ")");
   nlohmann::json saved_config, state;
-  try {
-    saved_config = nlohmann::json::parse(meta("config"));
-    state = nlohmann::json::parse(meta("state"));
-  } catch (const nlohmann::json::exception& e) {
-    fail_file(path, std::string("corrupt checkpoint metadata: ") + e.what());
-  }
+  read_checkpoint_metadata(file, path, saved_config, state);
   const auto mine = models::to_json(config_.model);
   if (saved_config.value("model", nlohmann::json()) != mine) {
     std::string diffs;
@@ -461,6 +468,29 @@ void Trainer::resume(const std::string& path) {
     }
     if (dist_->is_main()) write_text_atomically(log_path, kept);
   }
+}
+
+TrainedModel load_trained_model(const std::string& path) {
+  weights::SafetensorsFile file(path);
+  nlohmann::json config_json, state;
+  read_checkpoint_metadata(file, path, config_json, state);
+  TrainedModel out;
+  try {
+    out.config = train_config_from_json(config_json, path + ": saved config");
+    out.step = state.at("step").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    fail_file(path, std::string("corrupt checkpoint state: ") + e.what());
+  }
+  out.model = models::FusionModel(out.config.model);
+  weights::TensorMap model_state;
+  for (const auto& key : file.keys())
+    if (key.rfind("model.", 0) == 0) model_state[key.substr(6)] = file.get(key);
+  weights::LoadOptions lo;
+  lo.strict = true;
+  lo.source = path;
+  weights::load_state_dict(*out.model, model_state, lo);
+  out.model->eval();
+  return out;
 }
 
 }  // namespace vidfuse::train

@@ -110,6 +110,18 @@ class Trainer {
   std::function<void(const nlohmann::json&)> log_callback_;
 };
 
+// A trained model read back from a checkpoint this Trainer wrote (periodic or best), for
+// evaluation and prediction: the model in eval mode, the config it was trained with, the class
+// names of its training data when the config's manifests can still be read.
+struct TrainedModel {
+  models::FusionModel model{nullptr};
+  TrainConfig config;
+  int64_t step = 0;
+};
+// Throws vidfuse::Error naming the file when it is not a vidfuse training checkpoint or its
+// tensors do not fit the saved config.
+TrainedModel load_trained_model(const std::string& path);
+
 // The permutation of [0, n) that epoch `epoch` of a run seeded with `seed` visits (Fisher-Yates on
 // mt19937_64, so it is the same on every platform and rank).
 std::vector<int64_t> epoch_permutation(int64_t n, int64_t seed, int64_t epoch);
