@@ -57,7 +57,8 @@ int run_bench(const BenchArgs& a) {
     for (int64_t i = 0; i < a.iters; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
       model->forward(x);
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      best = std::min(best,
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     const double images_per_s = a.batch / best;
     const double model_gflops = images_per_s * gflop;
@@ -79,27 +80,29 @@ int run_bench(const BenchArgs& a) {
     if (a.json) {
       std::cout << r.dump() << std::endl;
     } else {
-      std::printf("dinov3 %s %s batch %ld @%ld: %.2f img/s, %.1f GFLOP/s model vs %.1f GFLOP/s GEMM "
-                  "(ratio %.2f), peak RSS %.2f GB\n",
-                  a.variant.c_str(), name.c_str(), (long)a.batch, (long)a.size, images_per_s,
-                  model_gflops, gemm, model_gflops / gemm, peak_rss_gb());
+      std::printf(
+          "dinov3 %s %s batch %ld @%ld: %.2f img/s, %.1f GFLOP/s model vs %.1f GFLOP/s GEMM "
+          "(ratio %.2f), peak RSS %.2f GB\n",
+          a.variant.c_str(), name.c_str(), (long)a.batch, (long)a.size, images_per_s, model_gflops,
+          gemm, model_gflops / gemm, peak_rss_gb());
     }
   }
   return 0;
 }
 
-VIDFUSE_BENCH("dinov3", "DINOv3 images/s (random weights of the real shape) vs the GEMM ceiling",
-              [](CLI::App& sub) {
-                auto a = std::make_shared<BenchArgs>();
-                sub.add_flag("--json", a->json, "One JSON object per line");
-                sub.add_option("--variant", a->variant, "vits16|vitb16|vitl16|...")->capture_default_str();
-                sub.add_option("--dtype", a->dtype, "fp32, bf16 or both")->capture_default_str();
-                sub.add_option("--batch", a->batch)->capture_default_str();
-                sub.add_option("--size", a->size, "Square input size")->capture_default_str();
-                sub.add_option("--iters", a->iters, "Timed iterations (best is reported)")
-                    ->capture_default_str();
-                return [a] { return run_bench(*a); };
-              });
+VIDFUSE_BENCH(
+    "dinov3", "DINOv3 images/s (random weights of the real shape) vs the GEMM ceiling",
+    [](CLI::App& sub) {
+      auto a = std::make_shared<BenchArgs>();
+      sub.add_flag("--json", a->json, "One JSON object per line");
+      sub.add_option("--variant", a->variant, "vits16|vitb16|vitl16|...")->capture_default_str();
+      sub.add_option("--dtype", a->dtype, "fp32, bf16 or both")->capture_default_str();
+      sub.add_option("--batch", a->batch)->capture_default_str();
+      sub.add_option("--size", a->size, "Square input size")->capture_default_str();
+      sub.add_option("--iters", a->iters, "Timed iterations (best is reported)")
+          ->capture_default_str();
+      return [a] { return run_bench(*a); };
+    });
 
 }  // namespace
 }  // namespace vidfuse::cli

@@ -1,5 +1,5 @@
-// `vidfuse forward --model PATH --input IN.safetensors --output OUT.safetensors [--dtype fp32|bf16]`:
-// one tensor file in, the model's outputs out (contract in docs/design.md).
+// `vidfuse forward --model PATH --input IN.safetensors --output OUT.safetensors [--dtype
+// fp32|bf16]`: one tensor file in, the model's outputs out (contract in docs/design.md).
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -30,7 +30,8 @@ int forward_dinov3(const ForwardArgs& a) {
   torch::InferenceMode guard;
   const auto start = std::chrono::steady_clock::now();
   models::DinoV3Output out = model->forward(x, a.layers);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   weights::TensorMap result = {{"last_hidden_state", out.last_hidden_state.to(torch::kFloat32)},
                                {"pooler_output", out.pooler_output.to(torch::kFloat32)},
                                {"patch_tokens", out.patch_tokens.to(torch::kFloat32)}};
@@ -38,8 +39,8 @@ int forward_dinov3(const ForwardArgs& a) {
     result["layer_" + std::to_string(a.layers[i])] = out.intermediate[i].to(torch::kFloat32);
   weights::save_safetensors(a.output, result,
                             {{"model", a.model}, {"dtype", a.dtype}, {"format", "pt"}});
-  std::cerr << "forward: " << x.sizes() << " -> last_hidden_state "
-            << out.last_hidden_state.sizes() << " in " << secs << " s, wrote " << a.output << "\n";
+  std::cerr << "forward: " << x.sizes() << " -> last_hidden_state " << out.last_hidden_state.sizes()
+            << " in " << secs << " s, wrote " << a.output << "\n";
   return 0;
 }
 
@@ -51,22 +52,22 @@ int run_forward(const ForwardArgs& a) {
   return forward_dinov3(a);
 }
 
-VIDFUSE_COMMAND("forward", "Run a model (DINOv3 or I3D) on a tensor from a safetensors file",
-                [](CLI::App& sub) {
-                  auto a = std::make_shared<ForwardArgs>();
-                  sub.add_option("--model", a->model, "Model directory or checkpoint")->required();
-                  sub.add_option("--input", a->input,
-                                 "safetensors with pixel_values [B,3,H,W] (DINOv3) or input "
-                                 "[B,C,T,H,W] (I3D)")
-                      ->required();
-                  sub.add_option("--output", a->output, "Output safetensors")->required();
-                  sub.add_option("--dtype", a->dtype, "Compute dtype: fp32 or bf16")
-                      ->capture_default_str();
-                  sub.add_option("--layers", a->layers,
-                                 "DINOv3: also write these layers' normalised outputs "
-                                 "(layer_N; negative counts from the end)");
-                  return [a] { return run_forward(*a); };
-                });
+VIDFUSE_COMMAND(
+    "forward", "Run a model (DINOv3 or I3D) on a tensor from a safetensors file",
+    [](CLI::App& sub) {
+      auto a = std::make_shared<ForwardArgs>();
+      sub.add_option("--model", a->model, "Model directory or checkpoint")->required();
+      sub.add_option("--input", a->input,
+                     "safetensors with pixel_values [B,3,H,W] (DINOv3) or input "
+                     "[B,C,T,H,W] (I3D)")
+          ->required();
+      sub.add_option("--output", a->output, "Output safetensors")->required();
+      sub.add_option("--dtype", a->dtype, "Compute dtype: fp32 or bf16")->capture_default_str();
+      sub.add_option("--layers", a->layers,
+                     "DINOv3: also write these layers' normalised outputs "
+                     "(layer_N; negative counts from the end)");
+      return [a] { return run_forward(*a); };
+    });
 
 }  // namespace
 }  // namespace vidfuse::cli

@@ -42,8 +42,7 @@ int info_dinov3(const std::string& path, const weights::TensorMap& raw) {
 
 int run_info(const std::string& path) {
   weights::TensorMap raw = weights::read_checkpoint(path);
-  if (raw.count("embeddings.cls_token") || raw.count("cls_token") ||
-      raw.count("module.cls_token"))
+  if (raw.count("embeddings.cls_token") || raw.count("cls_token") || raw.count("module.cls_token"))
     return info_dinov3(path, raw);
   if (looks_like_i3d(raw)) return info_i3d(path);
   int64_t params = 0;
@@ -59,7 +58,8 @@ int run_info(const std::string& path) {
   return 0;
 }
 
-VIDFUSE_COMMAND("info", "Describe a checkpoint or model directory (architecture, parameters, dtypes)",
+VIDFUSE_COMMAND("info",
+                "Describe a checkpoint or model directory (architecture, parameters, dtypes)",
                 [](CLI::App& sub) {
                   auto path = std::make_shared<std::string>();
                   sub.add_option("path", *path, "Model directory or checkpoint file")->required();

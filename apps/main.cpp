@@ -27,7 +27,8 @@ CommandRegistration::CommandRegistration(const std::string& name, const std::str
                                          Setup setup) {
   commands()[name] = {help, std::move(setup)};
 }
-BenchRegistration::BenchRegistration(const std::string& name, const std::string& help, Setup setup) {
+BenchRegistration::BenchRegistration(const std::string& name, const std::string& help,
+                                     Setup setup) {
   benches()[name] = {help, std::move(setup)};
 }
 
@@ -46,7 +47,8 @@ int main(int argc, char** argv) {
     sub->callback([&run, body] { run = body; });
   }
   if (!benches().empty()) {
-    CLI::App* bench = app.add_subcommand("bench", "Measure throughput against the hardware ceiling");
+    CLI::App* bench =
+        app.add_subcommand("bench", "Measure throughput against the hardware ceiling");
     bench->require_subcommand(1);
     for (auto& [name, entry] : benches()) {
       CLI::App* sub = bench->add_subcommand(name, entry.help);

@@ -389,6 +389,7 @@ void Trainer::save_checkpoint(const std::string& path) {
                             {{"format", kCheckpointFormat},
                              {"version", kCheckpointVersion},
                              {"config", to_json(config_).dump()},
+                             {"class_names", nlohmann::json(train_->class_names()).dump()},
                              {"state", state.dump()}});
 }
 
@@ -480,6 +481,14 @@ TrainedModel load_trained_model(const std::string& path) {
     out.step = state.at("step").get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
     fail_file(path, std::string("corrupt checkpoint state: ") + e.what());
+  }
+  const auto names = file.metadata().find("class_names");
+  if (names != file.metadata().end()) {
+    try {
+      out.class_names = nlohmann::json::parse(names->second).get<std::vector<std::string>>();
+    } catch (const nlohmann::json::exception& e) {
+      fail_file(path, std::string("corrupt class_names metadata: ") + e.what());
+    }
   }
   out.model = models::FusionModel(out.config.model);
   weights::TensorMap model_state;

@@ -117,6 +117,7 @@ struct TrainedModel {
   models::FusionModel model{nullptr};
   TrainConfig config;
   int64_t step = 0;
+  std::vector<std::string> class_names;  // of the training data; empty when it had none
 };
 // Throws vidfuse::Error naming the file when it is not a vidfuse training checkpoint or its
 // tensors do not fit the saved config.

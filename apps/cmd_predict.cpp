@@ -1,0 +1,146 @@
+// `vidfuse predict --checkpoint CKPT VIDEO...`: top-k classes of each video. The video goes through
+// the same extraction the training store was built with (read from <store>/extract.json: sampling,
+// sizes, pooling, backbones), then the trained fusion model. A video that cannot be read is
+// reported and the others are still predicted; the exit status says whether any failed.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "command.h"
+#include "vidfuse/core/error.h"
+#include "vidfuse/data/extract_settings.h"
+#include "vidfuse/data/extractor.h"
+#include "vidfuse/data/feature_store.h"
+#include "vidfuse/data/store_dataset.h"
+#include "vidfuse/models/backbones.h"
+#include "vidfuse/train/train_data.h"
+#include "vidfuse/train/trainer.h"
+
+namespace {
+
+using namespace vidfuse;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct PredictFlags {
+  std::string checkpoint, store, dinov3, i3d;
+  std::vector<std::string> videos;
+  int64_t top_k = 5;
+  bool json = false;
+};
+
+// A scratch folder for the videos' features, removed on exit.
+struct ScratchStore {
+  ScratchStore() {
+    std::string tmpl = (fs::temp_directory_path() / "vidfuse-predict-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw Error("cannot create a temporary folder for the features");
+    path = tmpl;
+  }
+  ~ScratchStore() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string path;
+};
+
+int run_predict(const PredictFlags& f) {
+  auto trained = train::load_trained_model(f.checkpoint);
+  const std::string settings_store = f.store.empty() ? trained.config.data.store : f.store;
+  data::ExtractSettings settings = data::read_extract_settings(settings_store);
+  const std::string streams =
+      train::streams_for(trained.config.model.arch, trained.config.data.streams);
+  const bool semantic = streams != "motion", motion = streams != "semantic";
+
+  data::ExtractModels models;
+  if (semantic) {
+    const std::string spec = f.dinov3.empty() ? settings.dinov3 : f.dinov3;
+    if (spec.empty()) throw Error(settings_store + " has no semantic stream; the model needs one");
+    models.dinov3 = models::dinov3_from_spec(spec);
+    models.dinov3_name = spec;
+  }
+  if (motion) {
+    const std::string spec = f.i3d.empty() ? settings.i3d : f.i3d;
+    if (spec.empty()) throw Error(settings_store + " has no motion stream; the model needs one");
+    models.i3d = models::i3d_from_spec(spec);
+    models.i3d_name = spec;
+  }
+
+  ScratchStore scratch;
+  data::Manifest manifest;
+  manifest.source = "command line";
+  for (size_t i = 0; i < f.videos.size(); ++i)
+    manifest.videos.push_back({"video-" + std::to_string(i), f.videos[i], -1});
+  data::ExtractOptions options = settings.options;
+  options.store_dir = scratch.path;
+  options.progress = data::ProgressMode::Off;
+  options.storage_dtype = torch::kFloat32;  // nothing is kept: no reason to round
+  std::ostringstream log;
+  options.log = &log;
+  data::extract_features(manifest, models, options);
+
+  std::map<std::string, std::string> errors;
+  for (const auto& failure : data::read_failures(scratch.path)) errors[failure.id] = failure.error;
+  data::StoreDataset features(scratch.path, manifest, semantic, motion);
+  const auto& names = trained.class_names;
+  int status = 0;
+  torch::NoGradGuard no_grad;
+  int64_t row = 0;
+  for (size_t i = 0; i < manifest.videos.size(); ++i) {
+    const auto& v = manifest.videos[i];
+    json out = {{"video", v.path}};
+    if (row >= features.size() || features.entry(row).id != v.id) {
+      status = 1;
+      auto it = errors.find(v.id);
+      out["error"] = it != errors.end() ? it->second : v.path + ": no features were extracted";
+    } else {
+      auto batch = train::load_batch(features, {row++});
+      auto probs = torch::softmax(trained.model->forward(batch.input), -1)[0];
+      const int64_t k = std::min<int64_t>(f.top_k, probs.size(0));
+      auto top = probs.topk(k);
+      json classes = json::array();
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t c = std::get<1>(top)[j].item<int64_t>();
+        classes.push_back({{"class", c},
+                           {"name", c < static_cast<int64_t>(names.size()) ? names[c] : ""},
+                           {"score", std::get<0>(top)[j].item<double>()}});
+      }
+      out["top"] = classes;
+    }
+    if (f.json) {
+      std::cout << out.dump() << "\n";
+    } else if (out.contains("error")) {
+      std::cerr << "vidfuse: error: " << out["error"].get<std::string>() << "\n";
+    } else {
+      std::printf("%s\n", v.path.c_str());
+      for (const auto& c : out["top"])
+        std::printf("  %6.2f%%  %s\n", 100 * c["score"].get<double>(),
+                    c["name"].get<std::string>().empty()
+                        ? ("class " + std::to_string(c["class"].get<int64_t>())).c_str()
+                        : c["name"].get<std::string>().c_str());
+    }
+  }
+  return status;
+}
+
+std::function<int()> setup_predict(CLI::App& sub) {
+  auto f = std::make_shared<PredictFlags>();
+  sub.add_option("VIDEO", f->videos, "Video files, frame folders or images")->required();
+  sub.add_option("--checkpoint", f->checkpoint, "Training checkpoint (checkpoint-best.safetensors)")
+      ->required();
+  sub.add_option("--store", f->store,
+                 "Store whose extract.json gives the extraction settings (default: the "
+                 "training store)");
+  sub.add_option("--dinov3", f->dinov3, "DINOv3 weights (default: as recorded in the store)");
+  sub.add_option("--i3d", f->i3d, "I3D weights (default: as recorded in the store)");
+  sub.add_option("--top-k", f->top_k, "Classes to show per video")->capture_default_str();
+  sub.add_flag("--json", f->json, "One JSON object per video");
+  return [f] { return run_predict(*f); };
+}
+
+}  // namespace
+
+VIDFUSE_COMMAND("predict", "Top-k classes of videos with a trained model", setup_predict);

@@ -1,0 +1,317 @@
+#include "vidfuse/data/feature_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "vidfuse/core/atomic_file.h"
+#include "vidfuse/core/error.h"
+
+namespace vidfuse::data {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+constexpr const char* kSuffix = ".safetensors";
+constexpr uint64_t kMaxHeader = 100ull << 20;
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+}  // namespace
+
+uint64_t fnv1a64(const void* data, size_t size, uint64_t seed) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint64_t h = seed;
+  for (size_t i = 0; i < size; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string store_file_path(const std::string& store_dir, const std::string& id) {
+  return (fs::path(store_dir) / (id + kSuffix)).string();
+}
+
+std::vector<std::string> required_tensors(const std::vector<std::string>& streams) {
+  std::vector<std::string> out;
+  for (const auto& s : streams) {
+    if (s == "semantic") {
+      out.insert(out.end(), {"semantic.cls", "semantic.patch", "semantic.times"});
+    } else if (s == "motion" || s == "flow") {
+      out.insert(out.end(), {s + ".mixed_5c", s + ".features", s + ".times"});
+    } else {
+      throw Error("unknown stream '" + s + "' (semantic, motion or flow)");
+    }
+  }
+  return out;
+}
+
+StoreFileInfo inspect_store_file(const std::string& path,
+                                 const std::vector<std::string>& required) {
+  StoreFileInfo info;
+  info.path = path;
+  std::string name = fs::path(path).filename().string();
+  info.id = name.size() > std::strlen(kSuffix) ? name.substr(0, name.size() - std::strlen(kSuffix))
+                                               : name;
+  try {
+    std::error_code ec;
+    const uint64_t size = fs::file_size(path, ec);
+    if (ec) fail_file(path, "cannot stat: " + ec.message());
+    info.bytes = size;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail_file(path, std::string("cannot open: ") + std::strerror(errno));
+    uint8_t len[8];
+    if (size < 8 || !in.read(reinterpret_cast<char*>(len), 8))
+      fail_file(path, "truncated: " + std::to_string(size) + " bytes");
+    uint64_t header_len = 0;
+    for (int i = 0; i < 8; ++i) header_len |= static_cast<uint64_t>(len[i]) << (8 * i);
+    if (header_len > kMaxHeader || header_len > size - 8)
+      fail_file(path, "header length " + std::to_string(header_len) + " runs past the end of the " +
+                          std::to_string(size) + "-byte file (truncated or not safetensors)");
+    std::string text(header_len, '\0');
+    if (!in.read(text.data(), static_cast<std::streamsize>(header_len)))
+      fail_file(path, "cannot read the header");
+    json header;
+    try {
+      header = json::parse(text);
+    } catch (const json::exception& e) {
+      fail_file(path, std::string("header is not valid JSON: ") + e.what());
+    }
+    if (!header.is_object()) fail_file(path, "header is not a JSON object");
+    const uint64_t data_size = size - 8 - header_len;
+    uint64_t data_end = 0;
+    for (auto& [key, entry] : header.items()) {
+      if (key == "__metadata__") {
+        for (auto& [k, v] : entry.items())
+          if (v.is_string()) info.metadata[k] = v.get<std::string>();
+        continue;
+      }
+      if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") ||
+          !entry.contains("data_offsets"))
+        fail_file(path, "tensor '" + key + "': entry needs dtype, shape and data_offsets");
+      const std::string dtype = entry["dtype"].get<std::string>();
+      const auto elem = c10::elementSize(weights::dtype_from_name(dtype));
+      uint64_t numel = 1;
+      std::vector<int64_t> shape;
+      for (const auto& d : entry["shape"]) {
+        shape.push_back(d.get<int64_t>());
+        numel *= d.get<uint64_t>();
+      }
+      const uint64_t begin = entry["data_offsets"][0].get<uint64_t>();
+      const uint64_t end = entry["data_offsets"][1].get<uint64_t>();
+      if (begin > end || end - begin != numel * elem)
+        fail_file(path, "tensor '" + key + "': data_offsets do not match its shape");
+      data_end = std::max(data_end, end);
+      info.shapes[key] = shape;
+      info.dtypes[key] = dtype;
+    }
+    if (data_end != data_size)
+      fail_file(path, "data section is " + std::to_string(data_size) +
+                          " bytes but the tensors need " + std::to_string(data_end) +
+                          " (truncated or damaged file)");
+    auto fmt = info.metadata.find("format");
+    if (fmt == info.metadata.end() || fmt->second != kStoreFormat)
+      fail_file(path, std::string("not a vidfuse feature file (metadata format is not '") +
+                          kStoreFormat + "')");
+    std::vector<std::string> need = required;
+    auto streams = info.metadata.find("streams");
+    if (streams != info.metadata.end()) {
+      const auto claimed = required_tensors(split_commas(streams->second));
+      need.insert(need.end(), claimed.begin(), claimed.end());
+    }
+    for (const auto& n : need)
+      if (!info.shapes.count(n)) fail_file(path, "no tensor '" + n + "'");
+    info.ok = true;
+  } catch (const std::exception& e) {
+    info.ok = false;
+    info.error = e.what();
+  }
+  return info;
+}
+
+void write_store_file(const std::string& store_dir, const std::string& id,
+                      const weights::TensorMap& tensors, const weights::Metadata& metadata) {
+  weights::Metadata meta = metadata;
+  meta["format"] = kStoreFormat;
+  meta["id"] = id;
+  weights::save_safetensors(store_file_path(store_dir, id), tensors, meta);
+}
+
+std::vector<StoreFileInfo> scan_store(const std::string& store_dir) {
+  if (!fs::is_directory(store_dir)) fail_file(store_dir, "feature store folder does not exist");
+  std::vector<StoreFileInfo> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(store_dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    // Temp files of atomic writes are "<id>.safetensors.tmp.<pid>.<n>": not store files.
+    if (name.size() <= std::strlen(kSuffix) ||
+        name.compare(name.size() - std::strlen(kSuffix), std::string::npos, kSuffix) != 0)
+      continue;
+    out.push_back(inspect_store_file(it->path().string()));
+  }
+  if (ec) fail_file(store_dir, "cannot list: " + ec.message());
+  std::sort(out.begin(), out.end(),
+            [](const StoreFileInfo& a, const StoreFileInfo& b) { return a.id < b.id; });
+  return out;
+}
+
+std::vector<StoreFileInfo> write_store_index(const std::string& store_dir) {
+  auto files = scan_store(store_dir);
+  json videos = json::object();
+  uint64_t total = 0;
+  for (const auto& f : files) {
+    if (!f.ok) continue;
+    json tensors = json::object();
+    for (const auto& [name, shape] : f.shapes)
+      tensors[name] = {{"shape", shape}, {"dtype", f.dtypes.at(name)}};
+    videos[f.id] = {{"bytes", f.bytes}, {"tensors", tensors}};
+    total += f.bytes;
+  }
+  json index = {{"format", kStoreFormat}, {"vidfuse_version", kVidfuseVersion},
+                {"updated", utc_now()},   {"videos_count", videos.size()},
+                {"bytes", total},         {"videos", videos}};
+  write_text_atomically((fs::path(store_dir) / "index.json").string(), index.dump(1) + "\n");
+  return files;
+}
+
+void append_failure(const std::string& store_dir, const FailureRecord& r) {
+  const std::string path = (fs::path(store_dir) / "failures.jsonl").string();
+  const std::string line = json{{"id", r.id},
+                                {"path", r.path},
+                                {"error", r.error},
+                                {"time", r.time.empty() ? utc_now() : r.time}}
+                               .dump() +
+                           "\n";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) fail_file(path, std::string("cannot open for appending: ") + std::strerror(errno));
+  // A line torn by a crash would swallow this record: start on a fresh line if needed.
+  std::string text = line;
+  char last = '\n';
+  const off_t end = ::lseek(fd, 0, SEEK_END);
+  if (end > 0 && ::pread(fd, &last, 1, end - 1) == 1 && last != '\n') text = "\n" + line;
+  const ssize_t n = ::write(fd, text.data(), text.size());
+  const int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size()))
+    fail_file(path, std::string("write failed: ") + (n < 0 ? std::strerror(err) : "short write"));
+}
+
+std::vector<FailureRecord> read_failures(const std::string& store_dir) {
+  std::vector<FailureRecord> out;
+  std::ifstream in(fs::path(store_dir) / "failures.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    try {
+      const json j = json::parse(line);  // a torn last line (killed writer) is skipped
+      out.push_back(
+          {j.value("id", ""), j.value("path", ""), j.value("error", ""), j.value("time", "")});
+    } catch (const json::exception&) {
+    }
+  }
+  return out;
+}
+
+VerifyReport verify_store(const std::string& store_dir, const Manifest& manifest,
+                          const std::vector<std::string>& required) {
+  if (!fs::is_directory(store_dir)) fail_file(store_dir, "feature store folder does not exist");
+  VerifyReport r;
+  std::set<std::string> failed_ids;
+  for (const auto& f : read_failures(store_dir)) failed_ids.insert(f.id);
+  std::set<std::string> listed;
+  for (const auto& v : manifest.videos) {
+    listed.insert(v.id);
+    ++r.expected;
+    const std::string path = store_file_path(store_dir, v.id);
+    if (!fs::exists(path)) {
+      ++r.missing;
+      r.missing_ids.push_back(v.id);
+      if (failed_ids.count(v.id)) ++r.failed_recorded;
+      continue;
+    }
+    const StoreFileInfo info = inspect_store_file(path, required);
+    if (info.ok) {
+      ++r.complete;
+    } else {
+      ++r.corrupt;
+      r.corrupt_files.emplace_back(v.id, info.error);
+    }
+  }
+  std::error_code ec;
+  for (fs::directory_iterator it(store_dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (it->path().extension() == kSuffix && !listed.count(it->path().stem().string())) ++r.extra;
+  }
+  return r;
+}
+
+void write_npy(const std::string& path, const torch::Tensor& tensor) {
+  torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
+  std::string descr;
+  switch (t.scalar_type()) {
+    case torch::kFloat32:
+      descr = "<f4";
+      break;
+    case torch::kFloat16:
+      descr = "<f2";
+      break;
+    case torch::kFloat64:
+      descr = "<f8";
+      break;
+    case torch::kInt64:
+      descr = "<i8";
+      break;
+    default:
+      t = t.to(torch::kFloat32);
+      descr = "<f4";
+  }
+  std::string shape = "(";
+  for (int64_t d = 0; d < t.dim(); ++d) shape += std::to_string(t.size(d)) + ",";
+  if (t.dim() > 1) shape.pop_back();
+  shape += ")";
+  std::string header =
+      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  // NPY v1.0: magic, version, little-endian u16 header length; header padded with spaces and a
+  // newline so that the data starts at a multiple of 64 bytes.
+  const size_t unpadded = 10 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+  write_file_atomically(path, [&](std::ostream& out) {
+    out.write("\x93NUMPY\x01\x00", 8);
+    const uint16_t n = static_cast<uint16_t>(header.size());
+    const char len[2] = {static_cast<char>(n & 0xff), static_cast<char>(n >> 8)};
+    out.write(len, 2);
+    out.write(header.data(), header.size());
+    out.write(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
+  });
+}
+
+}  // namespace vidfuse::data

@@ -1,0 +1,91 @@
+// The feature store: a folder with one safetensors file per video, `<store>/<id>.safetensors`,
+// written atomically (temp + rename), so a file under its final name is always complete. Beside
+// them: `index.json` (rebuilt atomically from the files at the end of every run; the files are the
+// truth, the index a summary) and `failures.jsonl` (one JSON line per failed video, appended).
+//
+// Tensor names per video (the contract `train` and other readers rely on):
+//   semantic.cls [T,C]   semantic.patch [T,h,w,C] (h,w after optional pooling)   semantic.times [T]
+//   motion.mixed_5c [1024,T',H',W']   motion.features [1024]   motion.times [Tm]
+//   flow.mixed_5c / flow.features / flow.times   (when the flow stream is on)
+// Metadata (strings): format, vidfuse.version, id, source, streams, storage_dtype, and per stream
+// <stream>.model, <stream>.weights, <stream>.weights_hash, <stream>.sampling, <stream>.transform
+// (+ semantic.pool), warnings.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vidfuse/data/manifest.h"
+#include "vidfuse/weights/safetensors.h"
+
+namespace vidfuse::data {
+
+inline constexpr const char* kStoreFormat = "vidfuse-features/1";
+inline constexpr const char* kVidfuseVersion = "0.1.0";
+
+// "<store>/<id>.safetensors"
+std::string store_file_path(const std::string& store_dir, const std::string& id);
+
+// The tensors a complete file holds for the given streams ("semantic", "motion", "flow").
+std::vector<std::string> required_tensors(const std::vector<std::string>& streams);
+
+// What a quick check of one store file found.
+struct StoreFileInfo {
+  std::string id, path;
+  bool ok = false;
+  std::string error;  // why not ok (names the file)
+  uint64_t bytes = 0;
+  std::map<std::string, std::vector<int64_t>> shapes;
+  std::map<std::string, std::string> dtypes;  // safetensors names ("F16", ...)
+  weights::Metadata metadata;
+};
+
+// Size + header check, without reading the tensor data: the header parses and is valid, the data
+// section is exactly as long as the tensors need (a truncated or padded file fails), the format
+// tag is ours, and every tensor of the streams the file claims, plus `required`, is present.
+StoreFileInfo inspect_store_file(const std::string& path,
+                                 const std::vector<std::string>& required = {});
+
+// Atomic write of one video's features.
+void write_store_file(const std::string& store_dir, const std::string& id,
+                      const weights::TensorMap& tensors, const weights::Metadata& metadata);
+
+// Every `*.safetensors` of the store, inspected (sorted by id). Temp files are ignored.
+std::vector<StoreFileInfo> scan_store(const std::string& store_dir);
+
+// Rewrites `<store>/index.json` atomically from a scan: {format, videos: {id: {bytes, tensors}}}.
+// Returns the scan.
+std::vector<StoreFileInfo> write_store_index(const std::string& store_dir);
+
+struct FailureRecord {
+  std::string id, path, error, time;
+};
+// Appends one line to `<store>/failures.jsonl` with a single O_APPEND write (whole lines even when
+// several shards append at once). Throws vidfuse::Error when the store cannot be written.
+void append_failure(const std::string& store_dir, const FailureRecord& record);
+// Every record (the latest per id last); malformed lines are skipped.
+std::vector<FailureRecord> read_failures(const std::string& store_dir);
+
+// The store against a manifest.
+struct VerifyReport {
+  int64_t expected = 0, complete = 0, missing = 0, corrupt = 0;
+  int64_t failed_recorded = 0;  // missing videos that failures.jsonl explains
+  int64_t extra = 0;            // files for ids the manifest does not list
+  std::vector<std::string> missing_ids;
+  std::vector<std::pair<std::string, std::string>> corrupt_files;  // id, error
+  bool ok() const { return missing == 0 && corrupt == 0; }
+};
+VerifyReport verify_store(const std::string& store_dir, const Manifest& manifest,
+                          const std::vector<std::string>& required = {});
+
+// A 64-bit FNV-1a hash: video-to-shard assignment and weight fingerprints (stable across machines
+// and builds, unlike std::hash).
+uint64_t fnv1a64(const void* data, size_t size, uint64_t seed = 14695981039346656037ull);
+inline uint64_t fnv1a64(const std::string& s) { return fnv1a64(s.data(), s.size()); }
+
+// Writes a NumPy .npy file (float32 / float16 / float64 / int64), atomically: the
+// v-iashin/video_features output layout (`<id>_rgb.npy`, `<id>_flow.npy`).
+void write_npy(const std::string& path, const torch::Tensor& tensor);
+
+}  // namespace vidfuse::data
