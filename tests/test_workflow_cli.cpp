@@ -1,0 +1,204 @@
+// Workflow*: the user's path through the commands, end to end on a tiny generated dataset with the
+// built-in backbones: synth -> extract (both streams) -> train (config file + overriding flags,
+// and --nproc 2) -> eval -> predict, then a small `vidfuse demo`. Each step checks what the next
+// one relies on (files, saved config, class names, exit codes and error messages).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_util.h"
+#include "vidfuse/weights/safetensors.h"
+
+#ifdef VIDFUSE_CLI
+
+using namespace vidfuse;
+using namespace vidfuse::test;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs the CLI with `args`; returns the exit status, stdout+stderr in `output`.
+int run(const std::string& args, std::string* output = nullptr, const std::string& log = "") {
+  const std::string out = log.empty() ? "/dev/null" : log;
+  const int rc = std::system(
+      (std::string(VIDFUSE_CLI) + " --threads 1 " + args + " > " + out + " 2>&1").c_str());
+  if (output && !log.empty()) *output = slurp(log);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+// One dataset and store shared by the tests of this file (built once: it is the slow part).
+class Workflow : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new ScratchDir();
+    const std::string d = dir_->path().string();
+    std::string log;
+    ASSERT_EQ(run("synth --out " + d + "/data --clips 16 --actions 2 --objects 2 --frames 16", &log,
+                  d + "/synth.log"),
+              0)
+        << log;
+    for (const char* split : {"train", "validation"}) {
+      ASSERT_EQ(run(std::string("extract --manifest ") + d + "/data/composite/" + split +
+                        ".json --videos " + d + "/data/videos --out " + d +
+                        "/store --dinov3 builtin --i3d builtin --frames 2 --size 64 --pool 2 "
+                        "--motion-fps 12 --motion-clip 9 --motion-short-side 193 "
+                        "--motion-crop 193 --dtype fp32 --progress off",
+                    &log, d + "/extract.log"),
+                0)
+          << log;
+    }
+    json cfg = {{"model", {{"width", 32}, {"heads", 2}, {"depth", 1}, {"pool_queries", 1}}},
+                {"data",
+                 {{"store", d + "/store"},
+                  {"train", d + "/data/composite/train.json"},
+                  {"val", d + "/data/composite/validation.json"}}},
+                {"epochs", 5},
+                {"batch_size", 4},
+                {"log_every", 2}};
+    std::ofstream(d + "/config.json") << cfg.dump(2);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static std::string path(const std::string& rel) { return (dir_->path() / rel).string(); }
+  static ScratchDir* dir_;
+};
+ScratchDir* Workflow::dir_ = nullptr;
+
+TEST_F(Workflow, TrainEvalPredict) {
+  std::string log;
+  // Flags override the file: 2 epochs, not 5; the config used is the one saved.
+  ASSERT_EQ(
+      run("train --config " + path("config.json") + " --epochs 2 --seed 3 --output " + path("run"),
+          &log, path("train.log")),
+      0)
+      << log;
+  EXPECT_NE(log.find("val top1"), std::string::npos) << log;
+  for (const char* f : {"checkpoint-last.safetensors", "checkpoint-best.safetensors", "log.jsonl",
+                        "metrics.json", "report.html"})
+    EXPECT_TRUE(fs::exists(path("run/") + f)) << f;
+  weights::SafetensorsFile ckpt(path("run/checkpoint-last.safetensors"));
+  const json saved = json::parse(ckpt.metadata().at("config"));
+  EXPECT_EQ(saved["epochs"], 2);
+  EXPECT_EQ(saved["seed"], 3);
+  EXPECT_EQ(saved["data"]["store"], path("store"));
+  EXPECT_EQ(saved["model"]["num_classes"], 4);  // from the manifest: 2 actions x 2 objects
+  const auto names = json::parse(ckpt.metadata().at("class_names"));
+  ASSERT_EQ(names.size(), 4u);
+
+  // eval: the saved validation set by default; its JSON has the per-class numbers.
+  ASSERT_EQ(run("eval --checkpoint " + path("run/checkpoint-best.safetensors") + " --output " +
+                    path("metrics.json"),
+                &log, path("eval.log")),
+            0)
+      << log;
+  const json m = json::parse(slurp(path("metrics.json")));
+  const int64_t val_count = json::parse(slurp(path("data/composite/validation.json"))).size();
+  EXPECT_EQ(m["count"], val_count);
+  EXPECT_GE(m["top1"].get<double>(), 0.0);
+  EXPECT_LE(m["top1"].get<double>(), 1.0);
+
+  // predict: one real video, one missing file; the good one is still answered, the exit is 1.
+  const auto val = json::parse(slurp(path("data/composite/validation.json")));
+  std::string video;
+  for (const auto& ext : {".webm", ".mp4"})
+    if (fs::exists(path("data/videos/" + val[0]["id"].get<std::string>() + ext)))
+      video = path("data/videos/" + val[0]["id"].get<std::string>() + ext);
+  ASSERT_FALSE(video.empty());
+  EXPECT_EQ(run("predict --json --top-k 3 --checkpoint " + path("run/checkpoint-best.safetensors") +
+                    " " + video + " " + path("missing.mp4"),
+                &log, path("predict.log")),
+            1)
+      << log;
+  std::istringstream lines(slurp(path("predict.log")));
+  std::string line;
+  int answered = 0, failed = 0;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    const json p = json::parse(line);
+    if (p.contains("top")) {
+      ++answered;
+      ASSERT_EQ(p["top"].size(), 3u);
+      double total = 0;
+      for (const auto& c : p["top"]) {
+        total += c["score"].get<double>();
+        EXPECT_NE(std::find(names.begin(), names.end(), c["name"]), names.end()) << c;
+      }
+      EXPECT_LE(total, 1.0 + 1e-6);
+    } else {
+      ++failed;
+      EXPECT_NE(p["error"].get<std::string>().find("missing.mp4"), std::string::npos) << line;
+    }
+  }
+  EXPECT_EQ(answered, 1);
+  EXPECT_EQ(failed, 1);
+}
+
+TEST_F(Workflow, TwoLocalRanksTrain) {
+  std::string log;
+  ASSERT_EQ(
+      run("train --config " + path("config.json") + " --epochs 1 --nproc 2 --output " + path("ddp"),
+          &log, path("ddp.log")),
+      0)
+      << log;
+  EXPECT_NE(log.find("starting 2 ranks"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(path("ddp/checkpoint-last.safetensors"))) << log;
+}
+
+TEST_F(Workflow, BadConfigsAreNamed) {
+  std::string log;
+  json bad = json::parse(slurp(path("config.json")));
+  bad["learning_rate"] = 0.1;  // not a key
+  std::ofstream(path("bad.json")) << bad.dump();
+  EXPECT_EQ(
+      run("train --config " + path("bad.json") + " --output " + path("bad"), &log, path("bad.log")),
+      2);
+  EXPECT_NE(log.find("bad.json"), std::string::npos) << log;
+  EXPECT_NE(log.find("learning_rate"), std::string::npos) << log;
+
+  EXPECT_EQ(
+      run("train --config " + path("config.json") + " --streams sideways", &log, path("bad2.log")),
+      2);
+  EXPECT_NE(log.find("streams"), std::string::npos) << log;
+
+  // A store folder that does not exist is named.
+  EXPECT_EQ(run("train --config " + path("config.json") + " --store " + path("nowhere"), &log,
+                path("bad3.log")),
+            2);
+  EXPECT_NE(log.find("nowhere"), std::string::npos) << log;
+
+  EXPECT_EQ(run("eval --checkpoint " + path("config.json"), &log, path("bad4.log")), 2);
+  EXPECT_NE(log.find("config.json"), std::string::npos) << log;
+}
+
+TEST(WorkflowDemo, SmallDemoRunsEndToEnd) {
+  ScratchDir d;
+  std::string log;
+  ASSERT_EQ(run("demo --out " + d / "demo" + " --clips 16 --epochs 1 --semantic-frames 2", &log,
+                d / "demo.log"),
+            0)
+      << log;
+  EXPECT_NE(log.find("report:"), std::string::npos) << log;
+  const std::string report = slurp(d / "demo/report.html");
+  EXPECT_NE(report.find("random weights"), std::string::npos);
+  for (const char* arch : {"fusion", "semantic", "motion", "late"})
+    EXPECT_NE(report.find(std::string("href=\"") + arch + "/report.html\""), std::string::npos)
+        << arch;
+}
+
+}  // namespace
+
+#endif  // VIDFUSE_CLI
