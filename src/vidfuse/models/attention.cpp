@@ -6,43 +6,98 @@ namespace vidfuse::models {
 
 namespace {
 
-torch::Tensor softmax_f32(const torch::Tensor& scores) {
-  if (scores.scalar_type() == torch::kFloat32) return torch::softmax(scores, -1);
-  return torch::softmax(scores, -1, torch::kFloat32).to(scores.scalar_type());
+using torch::Tensor;
+
+// Softmax in at least float32 (double stays double), returned in the input's dtype.
+Tensor softmax_acc(const Tensor& scores) {
+  const auto t = scores.scalar_type();
+  if (t == torch::kFloat32 || t == torch::kFloat64) return torch::softmax(scores, -1);
+  return torch::softmax(scores, -1, torch::kFloat32).to(t);
 }
 
-torch::Tensor batched_attention(const torch::Tensor& q, const torch::Tensor& k,
-                                const torch::Tensor& v, double scale) {
-  auto scores = torch::matmul(q, k.transpose(-2, -1));
-  auto probs = softmax_f32(scale != 1.0 ? scores * scale : scores);
-  auto out = torch::matmul(probs, v);  // [B, H, Nq, D]
-  return out.transpose(1, 2).reshape({q.size(0), q.size(2), -1});
+// One (batch, head) pair per iteration, split across threads. Inside a parallel region ATen and
+// OpenMP BLAS run single-threaded, which is the point; grad mode is thread-local and worker threads
+// start with it on, so each iteration turns it off.
+template <typename F>
+void for_each_head(int64_t batch, int64_t heads, const F& body) {
+  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
+    torch::NoGradGuard no_grad;
+    for (int64_t i = begin; i < end; ++i) body(i / heads, i % heads);
+  });
 }
+
+// Forward for all heads; fills `probs` [B, H, Nq, Nk] when it is defined (for backward).
+Tensor per_head_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
+                        Tensor* probs) {
+  const int64_t B = q.size(0), H = q.size(1), Nq = q.size(2), D = q.size(3);
+  auto out = torch::empty({B, Nq, H, D}, q.options());
+  for_each_head(B, H, [&](int64_t b, int64_t h) {
+    auto scores = torch::mm(q[b][h], k[b][h].t());
+    if (scale != 1.0) scores.mul_(scale);
+    auto p = softmax_acc(scores);
+    if (probs) (*probs)[b][h].copy_(p);
+    out[b].select(1, h).copy_(torch::mm(p, v[b][h]));
+  });
+  return out.view({B, Nq, H * D});
+}
+
+// softmax(q kᵀ · scale) v with a hand-written backward that runs head by head like the forward.
+// (Autograd through the batched formulation would record [B, H, ...] matmuls whose backward has
+// the same threading problem as their forward.)
+class PerHeadAttention : public torch::autograd::Function<PerHeadAttention> {
+ public:
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& q_in,
+                        const Tensor& k_in, const Tensor& v_in, double scale) {
+    auto q = q_in.detach(), k = k_in.detach(), v = v_in.detach();
+    auto probs = torch::empty({q.size(0), q.size(1), q.size(2), k.size(2)}, q.options());
+    auto out = per_head_forward(q, k, v, scale, &probs);
+    ctx->save_for_backward({q, k, v, probs});
+    ctx->saved_data["scale"] = scale;
+    return out;
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto q = saved[0].detach(), k = saved[1].detach(), v = saved[2].detach();
+    auto probs = saved[3].detach();
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const int64_t B = q.size(0), H = q.size(1), Nq = q.size(2), D = q.size(3);
+    auto g = grads[0].detach().reshape({B, Nq, H, D});
+    auto dq = torch::empty(q.sizes(), q.options());
+    auto dk = torch::empty(k.sizes(), k.options());
+    auto dv = torch::empty(v.sizes(), v.options());
+    const auto acc = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    for_each_head(B, H, [&](int64_t b, int64_t h) {
+      auto go = g[b].select(1, h);  // [Nq, D]
+      auto p = probs[b][h];         // [Nq, Nk]
+      dv[b][h].copy_(torch::mm(p.t(), go));
+      // d scores = p ⊙ (dp − Σ_j dp ⊙ p), in at least float32.
+      auto dp = torch::mm(go, v[b][h].t()).to(acc);
+      auto pa = p.to(acc);
+      auto ds = (pa * (dp - (dp * pa).sum(-1, true))).mul_(scale).to(q.scalar_type());
+      dq[b][h].copy_(torch::mm(ds, k[b][h]));
+      dk[b][h].copy_(torch::mm(ds.t(), q[b][h]));
+    });
+    return {dq, dk, dv, Tensor()};
+  }
+};
 
 }  // namespace
 
-torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        double scale) {
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
               "attention expects [B, H, N, D] inputs");
+  if (!q.device().is_cpu()) {
+    // GPUs batch small products well: the plain formulation, recorded by autograd as usual.
+    auto scores = torch::matmul(q, k.transpose(-2, -1));
+    auto probs = softmax_acc(scale != 1.0 ? scores * scale : scores);
+    return torch::matmul(probs, v).transpose(1, 2).reshape({q.size(0), q.size(2), -1});
+  }
   const bool records_graph = torch::GradMode::is_enabled() &&
                              (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (records_graph || !q.device().is_cpu()) return batched_attention(q, k, v, scale);
-
-  const int64_t B = q.size(0), H = q.size(1), Nq = q.size(2), D = q.size(3);
-  auto out = torch::empty({B, Nq, H, D}, q.options());
-  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    // Inside a parallel region ATen and OpenMP BLAS run single-threaded, which is the point.
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / H, h = i % H;
-      auto qi = q[b][h], ki = k[b][h], vi = v[b][h];
-      auto scores = torch::mm(qi, ki.t());
-      if (scale != 1.0) scores.mul_(scale);
-      auto probs = softmax_f32(scores);
-      out[b].select(1, h).copy_(torch::mm(probs, vi));
-    }
-  });
-  return out.view({B, Nq, H * D});
+  if (records_graph) return PerHeadAttention::apply(q, k, v, scale);
+  return per_head_forward(q, k, v, scale, nullptr);
 }
 
 }  // namespace vidfuse::models

@@ -13,8 +13,8 @@ namespace vidfuse::models {
 
 // q [B, H, Nq, D], k and v [B, H, Nk, D] (any strides) -> [B, Nq, H * D]:
 // softmax(q kᵀ · scale) v per (batch, head). The softmax is computed in float32 whatever the
-// input dtype, as the reference implementations do. When autograd has to record the operation
-// (grad mode on and an input requires grad) the batched-matmul formulation is used instead.
+// input dtype, as the reference implementations do. Differentiable: when autograd records it, the
+// backward pass runs head by head too. On GPUs the plain batched formulation is used.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         double scale);
 

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/models/attention.h"
 
 namespace vidfuse::models {
 namespace F = torch::nn::functional;
@@ -119,7 +120,10 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& query, const torch::Te
   auto q = split(linear(q_proj, query), Nq);
   auto k = split(linear(k_proj, context), Nk);
   auto v = split(linear(v_proj, context), Nk);
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(Dh)));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+  if (attn_dropout_ == 0 || !is_training())  // the common case: per-head kernels (attention.h)
+    return linear(o_proj, attention(q, k, v, scale));
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
   // Softmax in at least fp32 so that bf16 compute does not flatten the distribution.
   const auto acc = scores.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
   auto probs = torch::softmax(scores.to(acc), -1).to(v.scalar_type());
