@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+
 namespace vidfuse::models {
 
 namespace {
@@ -17,10 +19,14 @@ Tensor softmax_acc(const Tensor& scores) {
 
 // One (batch, head) pair per iteration, split across threads. Inside a parallel region ATen and
 // OpenMP BLAS run single-threaded, which is the point; grad mode is thread-local and worker threads
-// start with it on, so each iteration turns it off.
+// start with it on, so each iteration turns it off. `head_work` (multiply-adds per head) sets the
+// grain: a parallel region waits for every thread, and on a loaded machine a descheduled thread
+// makes that wait a time slice, so small problems (attentive pooling's few queries) stay on one.
 template <typename F>
-void for_each_head(int64_t batch, int64_t heads, const F& body) {
-  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
+void for_each_head(int64_t batch, int64_t heads, int64_t head_work, const F& body) {
+  constexpr int64_t kMinWorkPerThread = int64_t{1} << 22;
+  const int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / std::max<int64_t>(1, head_work));
+  at::parallel_for(0, batch * heads, grain, [&](int64_t begin, int64_t end) {
     torch::NoGradGuard no_grad;
     for (int64_t i = begin; i < end; ++i) body(i / heads, i % heads);
   });
@@ -31,7 +37,7 @@ Tensor per_head_forward(const Tensor& q, const Tensor& k, const Tensor& v, doubl
                         Tensor* probs) {
   const int64_t B = q.size(0), H = q.size(1), Nq = q.size(2), D = q.size(3);
   auto out = torch::empty({B, Nq, H, D}, q.options());
-  for_each_head(B, H, [&](int64_t b, int64_t h) {
+  for_each_head(B, H, Nq * k.size(2) * D, [&](int64_t b, int64_t h) {
     auto scores = torch::mm(q[b][h], k[b][h].t());
     if (scale != 1.0) scores.mul_(scale);
     auto p = softmax_acc(scores);
@@ -68,7 +74,7 @@ class PerHeadAttention : public torch::autograd::Function<PerHeadAttention> {
     auto dk = torch::empty(k.sizes(), k.options());
     auto dv = torch::empty(v.sizes(), v.options());
     const auto acc = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-    for_each_head(B, H, [&](int64_t b, int64_t h) {
+    for_each_head(B, H, 2 * Nq * k.size(2) * D, [&](int64_t b, int64_t h) {
       auto go = g[b].select(1, h);  // [Nq, D]
       auto p = probs[b][h];         // [Nq, Nk]
       dv[b][h].copy_(torch::mm(p.t(), go));
