@@ -5,13 +5,13 @@
 // STORE/failures.jsonl), 2 the job could not run or the store could not be written.
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "command.h"
 #include "dtype_option.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/data/extract_settings.h"
 #include "vidfuse/data/extractor.h"
+#include "vidfuse/data/feature_store.h"
 #include "vidfuse/data/manifest.h"
 #include "vidfuse/models/backbones.h"
 
@@ -33,15 +33,6 @@ struct Args {
   bool json = false;
 };
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 torch::ScalarType storage_dtype(const std::string& name) {
   if (name == "fp16" || name == "float16") return torch::kHalf;
   if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
@@ -51,7 +42,7 @@ torch::ScalarType storage_dtype(const std::string& name) {
 
 int run_extract(const Args& a) {
   bool sem = false, mot = false, flo = false;
-  for (const auto& s : split(a.streams)) {
+  for (const auto& s : data::split_commas(a.streams)) {
     if (s == "semantic")
       sem = true;
     else if (s == "motion")

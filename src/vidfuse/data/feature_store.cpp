@@ -26,15 +26,6 @@ namespace {
 constexpr const char* kSuffix = ".safetensors";
 constexpr uint64_t kMaxHeader = 100ull << 20;
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);
   char buf[32];
@@ -44,6 +35,15 @@ std::string utc_now() {
   return buf;
 }
 }  // namespace
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
 
 uint64_t fnv1a64(const void* data, size_t size, uint64_t seed) {
   const auto* p = static_cast<const uint8_t*>(data);

@@ -27,6 +27,10 @@ inline constexpr const char* kVidfuseVersion = "0.1.0";
 // "<store>/<id>.safetensors"
 std::string store_file_path(const std::string& store_dir, const std::string& id);
 
+// "semantic,motion" -> {"semantic", "motion"} (empty items dropped): stream lists as the store's
+// metadata and the command line write them.
+std::vector<std::string> split_commas(const std::string& s);
+
 // The tensors a complete file holds for the given streams ("semantic", "motion", "flow").
 std::vector<std::string> required_tensors(const std::vector<std::string>& streams);
 
