@@ -88,8 +88,8 @@ TEST(FusionModel, GradientsMatchFiniteDifferences) {
        {"semantic_embed.proj.weight", "semantic_embed.time_embed", "semantic_embed.row_embed",
         "semantic_embed.cls_embed", "motion_embed.type_embed", "motion_embed.col_embed",
         "layers.0.sem_attn.q_proj.weight", "layers.0.mot_attn.k_proj.weight",
-        "layers.1.sem_ffn.fc1.weight", "layers.1.mot_norm.weight", "pool.queries",
-        "pool.attn.v_proj.bias", "head_norm.bias", "classifier.weight"}) {
+        "layers.1.sem_ffn.fc1.weight", "layers.1.mot_norm.weight", "semantic_pool.queries",
+        "motion_pool.attn.v_proj.bias", "head_norm.bias", "classifier.weight"}) {
     SCOPED_TRACE(name);
     auto* p = params.find(name);
     ASSERT_NE(p, nullptr) << "no parameter " << name;
@@ -118,9 +118,27 @@ TEST(FusionModel, EveryArchProducesLogitsAndUsesOnlyItsStreams) {
     EXPECT_EQ(names.count("semantic_embed.proj.weight"), arch != FusionArch::kMotion);
     EXPECT_EQ(names.count("motion_embed.proj.weight"), arch != FusionArch::kSemantic);
     EXPECT_EQ(names.count("layers.1.mot_ffn.fc2.weight"), arch == FusionArch::kFusion);
-    EXPECT_EQ(names.count("semantic_pool.queries"), arch == FusionArch::kLate);
+    EXPECT_EQ(names.count("semantic_pool.queries"),
+              arch == FusionArch::kLate || arch == FusionArch::kFusion);
+    EXPECT_EQ(names.count("pool.queries"),
+              arch == FusionArch::kSemantic || arch == FusionArch::kMotion);
     EXPECT_TRUE(names.count("classifier.weight"));
   }
+}
+
+TEST(FusionModel, JointPoolUsesOnePoolerOverBothStreams) {
+  auto c = gradcheck_config();
+  c.joint_pool = true;
+  auto model = FusionModel(c);
+  std::set<std::string> names;
+  for (const auto& p : model->named_parameters()) names.insert(p.key());
+  EXPECT_TRUE(names.count("pool.queries"));
+  EXPECT_FALSE(names.count("semantic_pool.queries"));
+  EXPECT_EQ(model->head_norm->weight.size(0), c.pool_queries * c.width);
+  auto logits = model->forward(gradcheck_input(torch::kFloat));
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 3}));
+  auto round_trip = models::fusion_config_from_json(models::to_json(c), "test");
+  EXPECT_TRUE(round_trip.joint_pool);
 }
 
 TEST(FusionModel, UnidirectionalHasNoMotionUpdates) {

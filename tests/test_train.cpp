@@ -83,13 +83,13 @@ TEST(TrainOptimizer, WeightDecayExcludesNormsBiasesEmbeddingsQueries) {
   std::set<std::string> no_decay(groups.no_decay_names.begin(), groups.no_decay_names.end());
   for (const char* n :
        {"semantic_embed.proj.weight", "layers.0.sem_attn.q_proj.weight",
-        "layers.0.mot_ffn.fc1.weight", "pool.attn.o_proj.weight", "classifier.weight"})
+        "layers.0.mot_ffn.fc1.weight", "motion_pool.attn.o_proj.weight", "classifier.weight"})
     EXPECT_TRUE(decay.count(n)) << n;
   for (const char* n :
        {"semantic_embed.proj.bias", "semantic_embed.norm.weight", "semantic_embed.time_embed",
         "semantic_embed.row_embed", "semantic_embed.col_embed", "semantic_embed.type_embed",
         "semantic_embed.cls_embed", "layers.0.sem_norm.weight", "layers.0.sem_norm.bias",
-        "pool.queries", "head_norm.weight", "classifier.bias"})
+        "semantic_pool.queries", "head_norm.weight", "classifier.bias"})
     EXPECT_TRUE(no_decay.count(n)) << n;
   EXPECT_EQ(decay.size() + no_decay.size(), model->parameters().size());
 
@@ -359,6 +359,10 @@ TEST(TrainTrainer, WritesLogCheckpointsMetricsAndReport) {
   EXPECT_TRUE(ckpt.contains("model.classifier.weight"));
   EXPECT_TRUE(ckpt.contains("optimizer.classifier.weight.exp_avg"));
   EXPECT_TRUE(ckpt.contains("rng.cpu"));
+  // The input standardisation fitted on the train set travels with the weights.
+  auto mean = ckpt.get("model.motion_embed.input_mean");
+  EXPECT_TRUE(torch::allclose(mean, trainer.model()->motion_embed->input_mean));
+  EXPECT_GT(mean.abs().sum().item<double>(), 0);
   EXPECT_EQ(nlohmann::json::parse(ckpt.metadata().at("config")), to_json(c));
   auto metrics = nlohmann::json::parse(std::ifstream((dir / "metrics.json").string()));
   EXPECT_EQ(metrics["metrics"]["per_class"][1]["name"], "different");
@@ -409,6 +413,37 @@ TEST(TrainTrainer, BadSetupsGiveClearErrors) {
   EXPECT_NE(error_of([&] { Trainer(same, data); }).find("not a vidfuse training checkpoint"),
             std::string::npos);
   fs::remove_all(dir);
+}
+
+TEST(TrainData, InputStatisticsStandardiseEachChannel) {
+  const int64_t n = 40;
+  auto channel_offsets = torch::arange(8, torch::kFloat);
+  auto semantic = torch::randn({n, 2, 4, 4, 8}) * 3 + channel_offsets;
+  auto cls = torch::randn({n, 2, 8}) * 3 + channel_offsets;
+  auto motion = torch::randn({n, 8, 2, 2, 2}) * 0.5 + 7;
+  motion.select(1, 0).fill_(5);  // a dead channel: constant over the whole set
+  auto data =
+      std::make_shared<TensorDataset>(semantic, cls, motion, torch::zeros({n}, torch::kLong));
+  auto c = fusion_test::tiny_fusion_config();
+  c.use_cls = true;
+  auto model = models::FusionModel(c);
+  fit_input_statistics(*model, *data, /*max_samples=*/n);
+
+  auto tokens = torch::cat({semantic.reshape({-1, 8}), cls.reshape({-1, 8})}).to(torch::kDouble);
+  auto expected_mean = tokens.mean(0).to(torch::kFloat);
+  auto expected_std = tokens.var(0, /*unbiased=*/false).sqrt().to(torch::kFloat);
+  EXPECT_TRUE(torch::allclose(model->semantic_embed->input_mean, expected_mean, 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(model->semantic_embed->input_std, expected_std, 1e-4, 1e-4));
+  auto m = model->motion_embed;
+  EXPECT_NEAR(m->input_mean[0].item<double>(), 5.0, 1e-5);
+  EXPECT_NEAR(m->input_mean[3].item<double>(), 7.0, 0.1);
+  // The dead channel gets 1% of the stream's RMS std instead of ~0.
+  const double rms =
+      m->input_std.slice(0, 1).pow(2).mean().sqrt().item<double>() * std::sqrt(7.0 / 8.0);
+  EXPECT_NEAR(m->input_std[0].item<double>(), 0.01 * rms, 0.002 * rms);
+  auto logits =
+      model->forward({semantic.slice(0, 0, 2), cls.slice(0, 0, 2), motion.slice(0, 0, 2)});
+  EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
 }
 
 TEST(TrainData, CollateNamesTheOddSample) {

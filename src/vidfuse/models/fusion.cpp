@@ -159,18 +159,31 @@ StreamEmbedImpl::StreamEmbedImpl(int64_t in_dim, int64_t width, std::array<int64
   col_embed = register_parameter("col_embed", embedding_table({grid[2], width}));
   type_embed = register_parameter("type_embed", embedding_table({width}));
   if (with_cls) cls_embed = register_parameter("cls_embed", embedding_table({width}));
+  input_mean = register_buffer("input_mean", torch::zeros({in_dim}));
+  input_std = register_buffer("input_std", torch::ones({in_dim}));
+}
+
+void StreamEmbedImpl::set_input_statistics(const torch::Tensor& mean, const torch::Tensor& std) {
+  TORCH_CHECK(mean.sizes() == input_mean.sizes() && std.sizes() == input_std.sizes(),
+              "input statistics must be [", input_mean.size(0), "]");
+  torch::NoGradGuard no_grad;
+  input_mean.copy_(mean);
+  input_std.copy_(std);
 }
 
 torch::Tensor StreamEmbedImpl::forward(const torch::Tensor& grid, const torch::Tensor& cls) {
   const int64_t B = grid.size(0), T = grid.size(1), H = grid.size(2), W = grid.size(3);
   const int64_t D = time_embed.size(1);
-  auto x = apply_norm(this->norm, linear(proj, grid));  // [B, T, H, W, D]
+  auto standardize = [&](const torch::Tensor& t) {
+    return (t.to(input_mean.scalar_type()) - input_mean) / input_std;
+  };
+  auto x = apply_norm(this->norm, linear(proj, standardize(grid)));  // [B, T, H, W, D]
   auto time = resize_table(time_embed, T);
   auto pos = time.view({T, 1, 1, D}) + resize_table(row_embed, H).view({1, H, 1, D}) +
              resize_table(col_embed, W).view({1, 1, W, D});
   auto tokens = (x + pos).reshape({B, T * H * W, D});
   if (cls.defined()) {
-    auto c = apply_norm(this->norm, linear(proj, cls)) + time + cls_embed;  // [B, T, D]
+    auto c = apply_norm(this->norm, linear(proj, standardize(cls))) + time + cls_embed;  // [B,T,D]
     tokens = torch::cat({tokens, c}, 1);
   }
   return tokens + type_embed;
@@ -253,7 +266,7 @@ FusionModelImpl::FusionModelImpl(FusionConfig config) : config_(std::move(config
     layers = register_module("layers", torch::nn::ModuleList());
     for (int64_t i = 0; i < c.depth; ++i) layers->push_back(CrossAttentionLayer(c));
   }
-  if (c.arch == FusionArch::kLate) {
+  if (c.arch == FusionArch::kLate || (c.arch == FusionArch::kFusion && !c.joint_pool)) {
     semantic_pool = register_module("semantic_pool", AttentivePooler(c));
     motion_pool = register_module("motion_pool", AttentivePooler(c));
     feature_dim *= 2;
@@ -340,7 +353,8 @@ torch::Tensor FusionModelImpl::features(const FusionInput& in) {
   auto m = motion_tokens(in);
   for (const auto& layer : *layers)
     std::tie(s, m) = layer->as<CrossAttentionLayer>()->forward(s, m);
-  return pool(torch::cat({s, m}, 1));
+  if (config_.joint_pool) return pool(torch::cat({s, m}, 1));
+  return torch::cat({semantic_pool(s), motion_pool(m)}, 1);
 }
 
 torch::Tensor FusionModelImpl::forward(const FusionInput& in) {
@@ -378,13 +392,16 @@ FusionCost fusion_forward_cost(const FusionConfig& c, const std::array<int64_t, 
       f += attention(Ns, Nm) + ffn(Ns);
       if (c.bidirectional) f += attention(Nm, Ns) + ffn(Nm);
     }
-    f += attention(Q, Ns + Nm) + ffn(Q);
+    f += c.joint_pool ? attention(Q, Ns + Nm) + ffn(Q)
+                      : attention(Q, Ns) + attention(Q, Nm) + 2 * ffn(Q);
   } else if (c.arch == FusionArch::kLate) {
     f += attention(Q, Ns) + attention(Q, Nm) + 2 * ffn(Q);
   } else {
     f += attention(Q, sem ? Ns : Nm) + ffn(Q);
   }
-  const double feature_dim = Q * D * (c.arch == FusionArch::kLate ? 2 : 1);
+  const bool two_pools =
+      c.arch == FusionArch::kLate || (c.arch == FusionArch::kFusion && !c.joint_pool);
+  const double feature_dim = Q * D * (two_pools ? 2 : 1);
   f += 2 * feature_dim * c.num_classes;
   cost.flops = f;
   return cost;

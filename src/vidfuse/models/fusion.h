@@ -6,7 +6,8 @@
 //   type motion   [B,Cm,Tm,Hm,Wm]                 ─────────────────► Linear ─► LN ─► + time/row/col
 //   + type
 //        ─► L × CrossAttentionLayer (semantic ◄─ motion, optionally motion ◄─ semantic)
-//        ─► AttentivePooler (learnable queries over all tokens) ─► LN ─► Linear ─► logits [B,K]
+//        ─► AttentivePooler per stream (learnable queries; or one over all tokens with
+//           joint_pool), concatenated ─► LN ─► Linear ─► logits [B,K]
 #pragma once
 #include <torch/torch.h>
 
@@ -66,10 +67,14 @@ class StreamEmbedImpl : public torch::nn::Module {
   // grid [B, T, H, W, C], cls [B, T, C] or undefined -> tokens [B, T*H*W (+T), D]; the CLS tokens
   // (one per frame) come last and carry time + cls embeddings instead of row/col.
   torch::Tensor forward(const torch::Tensor& grid, const torch::Tensor& cls = {});
+  // Per-channel statistics the inputs are standardised with before the projection ([in_dim]
+  // each; identity until set).
+  void set_input_statistics(const torch::Tensor& mean, const torch::Tensor& std);
 
   torch::nn::Linear proj{nullptr};
   torch::nn::LayerNorm norm{nullptr};
   torch::Tensor time_embed, row_embed, col_embed, type_embed, cls_embed;
+  torch::Tensor input_mean, input_std;  // buffers
 };
 TORCH_MODULE(StreamEmbed);
 

@@ -84,12 +84,14 @@ nlohmann::json to_json(const FusionConfig& c) {
           {"motion_grid", c.motion_grid},
           {"use_cls", c.use_cls},
           {"semantic_pool", c.semantic_pool},
+          {"standardize_inputs", c.standardize_inputs},
           {"width", c.width},
           {"depth", c.depth},
           {"heads", c.heads},
           {"mlp_ratio", c.mlp_ratio},
           {"bidirectional", c.bidirectional},
           {"pool_queries", c.pool_queries},
+          {"joint_pool", c.joint_pool},
           {"dropout", c.dropout},
           {"attn_dropout", c.attn_dropout},
           {"head_dropout", c.head_dropout},
@@ -109,12 +111,14 @@ FusionConfig fusion_config_from_json(const nlohmann::json& json, const std::stri
   r.read("motion_grid", c.motion_grid);
   r.read("use_cls", c.use_cls);
   r.read("semantic_pool", c.semantic_pool);
+  r.read("standardize_inputs", c.standardize_inputs);
   r.read("width", c.width);
   r.read("depth", c.depth);
   r.read("heads", c.heads);
   r.read("mlp_ratio", c.mlp_ratio);
   r.read("bidirectional", c.bidirectional);
   r.read("pool_queries", c.pool_queries);
+  r.read("joint_pool", c.joint_pool);
   r.read("dropout", c.dropout);
   r.read("attn_dropout", c.attn_dropout);
   r.read("head_dropout", c.head_dropout);

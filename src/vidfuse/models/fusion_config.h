@@ -11,7 +11,8 @@ namespace vidfuse::models {
 
 // Which network FusionModel builds. All share the token embeddings and the attentive pooler so the
 // comparison between them is about fusion alone.
-//  - fusion:   cross-attention layers between the streams, then one pooler over all fused tokens
+//  - fusion:   cross-attention layers between the streams, then one pooler per stream (or one over
+//              all fused tokens with joint_pool), pooled features concatenated
 //  - semantic: attentive probe on the semantic tokens only
 //  - motion:   attentive probe on the motion tokens only
 //  - late:     one probe per stream, pooled features concatenated before the classifier
@@ -31,6 +32,11 @@ struct FusionConfig {
   std::array<int64_t, 3> motion_grid{8, 7, 7};       // Mixed_5c time, rows, cols
   bool use_cls = true;        // add one CLS token per frame to the semantic tokens when present
   int64_t semantic_pool = 2;  // k x k average pooling of the patch grid before projection (1 = off)
+  // Standardise each input channel with the training set's mean and std (kept in the checkpoint
+  // as *_embed.input_mean / input_std). Frozen-backbone features often carry a large offset shared
+  // by every video (measured: the built-in I3D's per-channel mean² is 5x its across-video
+  // variance), which the projection + LayerNorm would otherwise pass on as a near-constant token.
+  bool standardize_inputs = true;
 
   // Fusion trunk.
   int64_t width = 512;
@@ -41,6 +47,11 @@ struct FusionConfig {
 
   // Attentive pooling and head.
   int64_t pool_queries = 4;
+  // fusion arch only: one pooler over the concatenated fused streams instead of one per stream.
+  // Off by default: measured on the demo's composite task, a joint pooler learns to read one
+  // stream and ignores the other (held-out top-1 below either single stream), while per-stream
+  // poolers keep both and leave the mixing to the cross-attention layers.
+  bool joint_pool = false;
   double dropout = 0.1;       // on residual branches and inside the feed-forward blocks
   double attn_dropout = 0.0;  // on attention probabilities
   double head_dropout = 0.0;  // before the classifier
