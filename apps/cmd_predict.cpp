@@ -1,6 +1,7 @@
 // `vidfuse predict --checkpoint CKPT VIDEO...`: top-k classes of each video. The video goes through
 // the same extraction the training store was built with (read from <store>/extract.json: sampling,
-// sizes, pooling, backbones), then the trained fusion model. A video that cannot be read is
+// sizes, pooling, backbones; or, for a model trained from videos, from its saved data.extract),
+// then the trained fusion model. A video that cannot be read is
 // reported and the others are still predicted; the exit status says whether any failed.
 #include <unistd.h>
 
@@ -49,8 +50,14 @@ struct ScratchStore {
 
 int run_predict(const PredictFlags& f) {
   auto trained = train::load_trained_model(f.checkpoint);
-  const std::string settings_store = f.store.empty() ? trained.config.data.store : f.store;
-  data::ExtractSettings settings = data::read_extract_settings(settings_store);
+  // A model trained from videos carries its resolved settings in its config; one trained on a
+  // store finds them in the store's extract.json.
+  const bool from_videos = f.store.empty() && trained.config.data.source == "videos";
+  const std::string settings_store = from_videos ? std::string("the checkpoint's data.extract")
+                                     : f.store.empty() ? trained.config.data.store
+                                                       : f.store;
+  data::ExtractSettings settings = from_videos ? train::video_extract_settings(trained.config.data)
+                                               : data::read_extract_settings(settings_store);
   const std::string streams =
       train::streams_for(trained.config.model.arch, trained.config.data.streams);
   const bool semantic = streams != "motion", motion = streams != "semantic";

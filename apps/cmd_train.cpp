@@ -1,7 +1,8 @@
 // `vidfuse train --config FILE [flags]`: trains the fusion model (or a baseline) on a feature
-// store. Flags override the config file; the config actually used is saved in every checkpoint and
-// printed at the start. `--nproc N` runs N data-parallel ranks on this machine (torchrun-style
-// environment variables start a rank on any machine).
+// store, or straight from videos (`--source videos`: frozen backbones run on augmented clips).
+// Flags override the config file; the config actually used is saved in every checkpoint and printed
+// at the start. `--nproc N` runs N data-parallel ranks on this machine (torchrun-style environment
+// variables start a rank on any machine).
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -50,6 +51,7 @@ struct TrainFlags {
   std::string config;
   std::map<std::string, std::string> strings;  // JSON pointer -> value, for flags given
   std::map<std::string, double> numbers;
+  std::map<std::string, bool> bools;
   int nproc = 1;
 };
 
@@ -75,6 +77,7 @@ int run_train(const TrainFlags& flags) {
   json j = flags.config.empty() ? json::object() : read_json_file(flags.config);
   if (!j.is_object()) fail_file(flags.config, "the config must be a JSON object");
   for (const auto& [ptr, v] : flags.strings) j[json::json_pointer(ptr)] = v;
+  for (const auto& [ptr, v] : flags.bools) j[json::json_pointer(ptr)] = v;
   for (const auto& [ptr, v] : flags.numbers) {
     const bool integral = v == static_cast<double>(static_cast<int64_t>(v)) && ptr != "/lr" &&
                           ptr != "/min_lr" && ptr != "/weight_decay";
@@ -86,10 +89,15 @@ int run_train(const TrainFlags& flags) {
   const std::string where = flags.config.empty() ? "train flags" : flags.config;
   train::TrainConfig config = train::train_config_from_json(j, where);
   if (config.data.train.empty())
-    throw Error(where + ": no training data (set data.train and data.store, or --train/--store)");
+    throw Error(where +
+                ": no training data (set data.train and data.store, or --train/--store; or "
+                "--source videos with --train and the backbones)");
 
   auto dist = train::Distributed::from_env();
-  auto data = train::open_train_data(config.data, config.model.arch);
+  auto data = train::open_train_data(config.data, config.model.arch, config.seed, config.device);
+  // Saved in every checkpoint: eval and predict then decode exactly the way training did, even
+  // once the store these settings partly came from is gone.
+  if (data.extract) config.data.extract = data::to_json(*data.extract);
   train::fit_model_to_data(config.model, *data.train, data.class_names);
   config.validate(where);
   if (dist->is_main()) {
@@ -99,6 +107,11 @@ int run_train(const TrainFlags& flags) {
                 static_cast<long long>(data.val ? data.val->size() : 0),
                 static_cast<long long>(config.model.num_classes),
                 models::arch_name(config.model.arch).c_str());
+    if (data.extract)
+      std::printf("from videos: backbones %s | %s, %s augmentation\n",
+                  data.extract->dinov3.empty() ? "-" : data.extract->dinov3.c_str(),
+                  data.extract->i3d.empty() ? "-" : data.extract->i3d.c_str(),
+                  config.data.augment.enabled ? "with" : "without");
     std::printf("config: %s\n", train::to_json(config).dump().c_str());
   }
   train::Trainer trainer(config, data.train, data.val, dist);
@@ -136,7 +149,11 @@ std::function<int()> setup_train(CLI::App& sub) {
     const char* help;
   };
   static const StringFlag string_flags[] = {
+      {"/data/source", "--source", "store | videos (decode and run the backbones every step)"},
       {"/data/store", "--store", "Feature store (vidfuse extract output)"},
+      {"/data/extract/dinov3", "--dinov3", "--source videos: DINOv3 checkpoint or builtin"},
+      {"/data/extract/i3d", "--i3d", "--source videos: I3D checkpoint or builtin"},
+      {"/data/bad_videos", "--bad-videos", "--source videos: skip | error"},
       {"/data/train", "--train", "Training manifest (SSv2 json, Kinetics csv, path,label csv)"},
       {"/data/val", "--val", "Validation manifest"},
       {"/data/videos", "--videos", "Folder the manifests' ids resolve in"},
@@ -163,14 +180,30 @@ std::function<int()> setup_train(CLI::App& sub) {
       {"/eval_every", "--eval-every", "Steps between validations (0 = every epoch)"},
       {"/model/width", "--width", "Fusion width"},
       {"/model/depth", "--depth", "Cross-attention layers"},
+      {"/data/extract/semantic_sampling/num_segments", "--frames",
+       "--source videos: semantic frames per video"},
+      {"/data/extract/semantic_size", "--size", "--source videos: semantic input size"},
+      {"/data/extract/pool", "--pool", "--source videos: patch-grid pooling"},
+      {"/data/extract/motion_clip", "--motion-clip", "--source videos: motion clip frames"},
+      {"/data/extract/motion_short_side", "--motion-short-side", "--source videos"},
+      {"/data/extract/motion_crop", "--motion-crop", "--source videos"},
   };
   for (const auto& f : number_flags)
     sub.add_option_function<double>(
         f.name, [flags, ptr = std::string(f.ptr)](double v) { flags->numbers[ptr] = v; }, f.help);
+  static const StringFlag bool_flags[] = {
+      {"/data/augment/enabled", "--augment", "--source videos: augment training clips"},
+      {"/data/augment/hflip", "--hflip",
+       "--source videos: random horizontal flips (wrong for direction-sensitive labels)"},
+  };
+  for (const auto& f : bool_flags)
+    sub.add_option_function<bool>(
+        f.name, [flags, ptr = std::string(f.ptr)](bool v) { flags->bools[ptr] = v; }, f.help);
   sub.add_option("--nproc", flags->nproc, "Data-parallel ranks to start on this machine");
   return [flags] { return run_train(*flags); };
 }
 
 }  // namespace
 
-VIDFUSE_COMMAND("train", "Train the fusion model (or a baseline) on a feature store", setup_train);
+VIDFUSE_COMMAND("train", "Train the fusion model (or a baseline) on a feature store or videos",
+                setup_train);

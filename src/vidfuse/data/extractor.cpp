@@ -15,8 +15,8 @@
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/data/feature_store.h"
+#include "vidfuse/data/stream_inputs.h"
 #include "vidfuse/io/prefetch_loader.h"
-#include "vidfuse/io/video_transforms.h"
 
 namespace vidfuse::data {
 
@@ -73,7 +73,7 @@ std::pair<int, int> shard_from_env() {
 
 std::vector<int64_t> motion_indices(const io::SamplingSpec& spec, int64_t clip,
                                     const std::vector<double>& times, double end_time,
-                                    std::vector<std::string>* notes) {
+                                    std::vector<std::string>* notes, io::SampleRng* jitter) {
   io::SamplingSpec s = spec;
   if (clip > 0 && s.kind == io::SamplingSpec::Kind::FixedRate)
     s.min_frames = std::max(s.min_frames, clip);  // short videos loop up to one full clip
@@ -81,7 +81,8 @@ std::vector<int64_t> motion_indices(const io::SamplingSpec& spec, int64_t clip,
   if (notes) notes->insert(notes->end(), sample.notes.begin(), sample.notes.end());
   std::vector<int64_t> idx = std::move(sample.indices);
   if (clip > 0 && static_cast<int64_t>(idx.size()) > clip) {
-    const int64_t start = (static_cast<int64_t>(idx.size()) - clip) / 2;
+    const int64_t slack = static_cast<int64_t>(idx.size()) - clip;
+    const int64_t start = jitter ? jitter->uniform_int(slack + 1) : slack / 2;
     idx = std::vector<int64_t>(idx.begin() + start, idx.begin() + start + clip);
   } else if (clip > 0 && static_cast<int64_t>(idx.size()) < clip) {
     // Samplers other than fixed rate can come up short: loop.
@@ -116,15 +117,8 @@ std::map<std::string, torch::Tensor> semantic_forward(models::DinoV3ViT& model,
   const auto param = model->parameters().front();
   const torch::Tensor x = frames.to(param.device(), param.scalar_type());
   models::DinoV3Output out = model->forward(x, layers);
-  auto grid = [&](torch::Tensor patch) {  // [N,h,w,C] → pooled, float32 CPU
-    patch = patch.to(torch::kFloat32);
-    if (pool > 1) {
-      // Average over pool×pool patch cells; a ragged last row/column averages what it has.
-      patch = torch::avg_pool2d(patch.permute({0, 3, 1, 2}), {pool, pool}, {pool, pool}, {0, 0},
-                                /*ceil_mode=*/true, /*count_include_pad=*/false)
-                  .permute({0, 2, 3, 1});
-    }
-    return patch.to(torch::kCPU).contiguous();
+  auto grid = [&](const torch::Tensor& patch) {  // [N,h,w,C] → pooled, float32 CPU
+    return models::pool_patch_grid(patch.to(torch::kFloat32), pool).to(torch::kCPU).contiguous();
   };
   std::map<std::string, torch::Tensor> r;
   r["semantic.cls"] = out.pooler_output.to(torch::kFloat32).to(torch::kCPU).contiguous();
@@ -362,69 +356,29 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
   // Worker task: decode the union of both streams' frames once, then transform per stream.
   auto task = [&todo, &opt, sem, mot, flo](int64_t i, io::LoadedItem& item) {
     const VideoEntry& v = *todo[static_cast<size_t>(i)];
-    try {
-      if (!fs::exists(v.path)) fail_file(v.path, "video file does not exist");
-      auto source = io::open_frame_source(v.path, opt.decode);
-      const io::FrameTable& table = source->frames();
-      item.warnings = source->warnings();
-      std::vector<std::string> notes;
-      std::vector<int64_t> sem_idx, mot_idx;
+    StreamInputs in = load_stream_inputs(v.path, opt, sem, mot || flo);
+    item.warnings = std::move(in.warnings);
+    item.tensors["decoded_frames"] = torch::tensor(in.decoded_frames);
+    auto times = [](const std::vector<double>& t) { return torch::tensor(t, torch::kFloat64); };
+    if (sem) {
+      item.tensors["semantic"] = in.semantic;
+      item.tensors["semantic.times"] = times(in.semantic_times);
+    }
+    if (mot) {
+      item.tensors["motion"] = in.motion;
+      item.tensors["motion.times"] = times(in.motion_times);
+    }
+    if (flo) {
       try {
-        if (sem) {
-          io::Sample s = io::sample_frames(opt.semantic_sampling, table.times, table.end_time);
-          notes.insert(notes.end(), s.notes.begin(), s.notes.end());
-          sem_idx = std::move(s.indices);
-        }
-        if (mot || flo)
-          mot_idx = motion_indices(opt.motion_sampling, opt.motion_clip, table.times,
-                                   table.end_time, &notes);
+        // Flow on the cropped frames the RGB stream sees (uint8 again: OpenCV's input).
+        torch::Tensor u8 = ((in.motion + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8);
+        item.tensors["flow"] =
+            io::compute_optical_flow(u8.permute({1, 2, 3, 0}).contiguous(), opt.flow_options);
       } catch (const Error& e) {
-        fail_file(v.path, e.what());
+        throw Error(v.path + ": " + e.what());
       }
-      for (const auto& n : notes) item.warnings.push_back(v.path + ": " + n);
-      std::vector<int64_t> unique(sem_idx);
-      unique.insert(unique.end(), mot_idx.begin(), mot_idx.end());
-      std::sort(unique.begin(), unique.end());
-      unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
-      const torch::Tensor frames = source->read(unique, &item.warnings);  // [U,H,W,3]
-      auto rows = [&](const std::vector<int64_t>& idx) {
-        std::vector<int64_t> r;
-        r.reserve(idx.size());
-        for (int64_t f : idx)
-          r.push_back(std::lower_bound(unique.begin(), unique.end(), f) - unique.begin());
-        return torch::tensor(r, torch::kLong);
-      };
-      auto times = [&](const std::vector<int64_t>& idx) {
-        std::vector<double> t;
-        for (int64_t f : idx) t.push_back(table.times[f]);
-        return torch::tensor(t, torch::kFloat64);
-      };
-      item.tensors["decoded_frames"] = torch::tensor(static_cast<int64_t>(unique.size()));
-      if (sem) {
-        item.tensors["semantic"] = io::dinov3_transform(frames.index_select(0, rows(sem_idx)),
-                                                        opt.semantic_size, opt.semantic_size);
-        item.tensors["semantic.times"] = times(sem_idx);
-      }
-      if (mot || flo) {
-        torch::Tensor clip = io::i3d_transform(frames.index_select(0, rows(mot_idx)),
-                                               opt.motion_short_side, opt.motion_crop);
-        if (mot) {
-          item.tensors["motion"] = clip;
-          item.tensors["motion.times"] = times(mot_idx);
-        }
-        if (flo) {
-          // Flow on the cropped frames the RGB stream sees (uint8 again: OpenCV's input).
-          torch::Tensor u8 = ((clip + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8);
-          item.tensors["flow"] =
-              io::compute_optical_flow(u8.permute({1, 2, 3, 0}).contiguous(), opt.flow_options);
-          std::vector<int64_t> fidx(mot_idx.begin(), mot_idx.end() - 1);
-          item.tensors["flow.times"] = times(fidx);
-        }
-      }
-    } catch (const Error& e) {
-      const std::string m = e.what();
-      if (m.find(v.path) != std::string::npos) throw;
-      throw Error(v.path + ": " + m);
+      in.motion_times.pop_back();  // a flow field sits between two frames: one fewer
+      item.tensors["flow.times"] = times(in.motion_times);
     }
   };
 

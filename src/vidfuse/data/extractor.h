@@ -106,10 +106,12 @@ std::pair<int, int> parse_shard(const std::string& text);
 std::pair<int, int> shard_from_env();
 
 // The motion stream's frame indices for a video's timeline: `spec` (fixed rate by default), then
-// the centred window of `clip` frames (0: all), short results looped up to `clip`.
+// the centred window of `clip` frames (0: all), short results looped up to `clip`. With `jitter`
+// (training) the window starts at a random position instead of the middle.
 std::vector<int64_t> motion_indices(const io::SamplingSpec& spec, int64_t clip,
                                     const std::vector<double>& times, double end_time,
-                                    std::vector<std::string>* notes = nullptr);
+                                    std::vector<std::string>* notes = nullptr,
+                                    io::SampleRng* jitter = nullptr);
 
 // A fingerprint of a module's parameters and buffers (names, dtypes, shapes and bytes), hex.
 std::string weights_fingerprint(const torch::nn::Module& module);

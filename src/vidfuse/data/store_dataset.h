@@ -22,6 +22,7 @@ class StoreDataset : public train::Dataset {
   // manifest. Reads the file anew on every call (no shared state): safe from any thread. Errors
   // name the file.
   train::Sample get(int64_t index) const override;
+  int64_t label(int64_t index) const override { return entry(index).label; }
   std::vector<std::string> class_names() const override { return class_names_; }
 
   int64_t missing() const { return missing_; }

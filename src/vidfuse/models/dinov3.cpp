@@ -280,6 +280,14 @@ DinoV3Output DinoV3ViTImpl::forward(const torch::Tensor& pixel_values,
   return out;
 }
 
+torch::Tensor pool_patch_grid(const torch::Tensor& patch, int64_t pool) {
+  if (pool < 1) throw Error("patch-grid pool must be >= 1, got " + std::to_string(pool));
+  if (pool == 1) return patch;
+  return torch::avg_pool2d(patch.permute({0, 3, 1, 2}), {pool, pool}, {pool, pool}, {0, 0},
+                           /*ceil_mode=*/true, /*count_include_pad=*/false)
+      .permute({0, 2, 3, 1});
+}
+
 // ---------------------------------------------------------------- checkpoints
 
 weights::TensorMap dinov3_canonical_names(const weights::TensorMap& in) {

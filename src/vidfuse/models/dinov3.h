@@ -1,6 +1,7 @@
 // DINOv3 ViT — the semantic stream. A faithful C++ port of Hugging Face's `DINOv3ViTModel` (eager
 // path): [CLS, registers, patches] tokens, 2-D RoPE on patch tokens, pre-norm blocks with layer
-// scale, plain or gated (SwiGLU) MLP, final LayerNorm. Parameter names equal the HF checkpoint keys.
+// scale, plain or gated (SwiGLU) MLP, final LayerNorm. Parameter names equal the HF checkpoint
+// keys.
 #pragma once
 #include <torch/torch.h>
 
@@ -90,8 +91,9 @@ class DinoV3ViTImpl : public torch::nn::Module {
                        const std::vector<int64_t>& intermediate_layers = {});
 
   // Inference fast path for a frozen model: one fused q|k|v GEMM with the attention scale folded
-  // into q, and the layer scales folded into o_proj and down_proj. Call again after changing weights.
-  // The plain path (used whenever this was not called, or gradients are needed) stays available.
+  // into q, and the layer scales folded into o_proj and down_proj. Call again after changing
+  // weights. The plain path (used whenever this was not called, or gradients are needed) stays
+  // available.
   void fuse_for_inference();
   void unfuse() { fused_.clear(); }
   bool fused() const { return !fused_.empty(); }
@@ -115,6 +117,12 @@ class DinoV3ViTImpl : public torch::nn::Module {
   std::vector<FusedLayer> fused_;
 };
 TORCH_MODULE(DinoV3ViT);
+
+// Average-pools a patch grid [N,h,w,C] over pool×pool cells → [N,ceil(h/pool),ceil(w/pool),C]; a
+// ragged last row/column averages the cells it has. pool 1 returns the grid unchanged. The
+// extractor and the integrated VideoModel both shrink the semantic tokens with it, so stored and
+// live features agree.
+torch::Tensor pool_patch_grid(const torch::Tensor& patch, int64_t pool);
 
 // Maps the original facebookresearch/dinov3 checkpoint naming (blocks.N.attn.qkv fused, ls1.gamma,
 // mlp.fc1/fc2 or w1/w2/w3, cls_token, storage_tokens, patch_embed.proj) to HF names, splitting qkv.

@@ -1,5 +1,6 @@
-// What the trainer reads: an indexable set of samples of precomputed stream features. The feature
-// store, video decoding and synthetic test data all implement `Dataset`.
+// What the trainer reads: an indexable set of samples of stream features. The feature store,
+// videos run through the frozen backbones (data::VideoDataset) and synthetic test data all
+// implement `Dataset`.
 #pragma once
 #include <torch/torch.h>
 
@@ -23,6 +24,9 @@ class Dataset {
   virtual int64_t size() const = 0;
   // Must be safe to call from one background thread while the caller computes (prefetching).
   virtual Sample get(int64_t index) const = 0;
+  // The label of sample `index` alone; datasets whose get() is expensive (decoding a video)
+  // answer from their manifest.
+  virtual int64_t label(int64_t index) const { return get(index).label; }
   // Class names by index, when the dataset knows them (used in reports).
   virtual std::vector<std::string> class_names() const { return {}; }
 };

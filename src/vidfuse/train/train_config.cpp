@@ -38,6 +38,16 @@ void TrainConfig::validate(const std::string& where) const {
   require(
       data.streams == "both" || data.streams == "semantic" || data.streams == "motion",
       "data.streams must be \"both\", \"semantic\" or \"motion\", got \"" + data.streams + "\"");
+  require(data.source == "store" || data.source == "videos",
+          "data.source must be \"store\" or \"videos\", got \"" + data.source + "\"");
+  require(data.extract.is_object(), "data.extract must be a JSON object (extract.json keys)");
+  require(data.bad_videos == "skip" || data.bad_videos == "error",
+          "data.bad_videos must be \"skip\" or \"error\", got \"" + data.bad_videos + "\"");
+  const auto& a = data.augment;
+  require(a.scale[0] > 0 && a.scale[0] <= a.scale[1] && a.scale[1] <= 1,
+          "data.augment.scale must be an increasing range in (0, 1]");
+  require(a.ratio[0] > 0 && a.ratio[0] <= a.ratio[1],
+          "data.augment.ratio must be an increasing positive range");
   require(log_every >= 1, "log_every must be >= 1");
   require(eval_every >= 0, "eval_every must be >= 0 (0 = every epoch)");
   require(checkpoint_every >= 0, "checkpoint_every must be >= 0 (0 = every epoch)");
@@ -48,11 +58,20 @@ void TrainConfig::validate(const std::string& where) const {
 nlohmann::json to_json(const TrainConfig& c) {
   return {{"model", models::to_json(c.model)},
           {"data",
-           {{"store", c.data.store},
+           {{"source", c.data.source},
+            {"store", c.data.store},
             {"train", c.data.train},
             {"val", c.data.val},
             {"videos", c.data.videos},
-            {"streams", c.data.streams}}},
+            {"streams", c.data.streams},
+            {"extract", c.data.extract},
+            {"augment",
+             {{"enabled", c.data.augment.enabled},
+              {"temporal_jitter", c.data.augment.temporal_jitter},
+              {"scale", c.data.augment.scale},
+              {"ratio", c.data.augment.ratio},
+              {"hflip", c.data.augment.hflip}}},
+            {"bad_videos", c.data.bad_videos}}},
           {"epochs", c.epochs},
           {"max_steps", c.max_steps},
           {"batch_size", c.batch_size},
@@ -85,11 +104,23 @@ TrainConfig train_config_from_json(const nlohmann::json& json, const std::string
     c.model = models::fusion_config_from_json(*m, where + ": model");
   if (const auto* d = r.child("data")) {
     models::JsonObjectReader dr(*d, where + ": data");
+    dr.read("source", c.data.source);
     dr.read("store", c.data.store);
     dr.read("train", c.data.train);
     dr.read("val", c.data.val);
     dr.read("videos", c.data.videos);
     dr.read("streams", c.data.streams);
+    if (const auto* e = dr.child("extract")) c.data.extract = *e;
+    if (const auto* a = dr.child("augment")) {
+      models::JsonObjectReader ar(*a, where + ": data.augment");
+      ar.read("enabled", c.data.augment.enabled);
+      ar.read("temporal_jitter", c.data.augment.temporal_jitter);
+      ar.read("scale", c.data.augment.scale);
+      ar.read("ratio", c.data.augment.ratio);
+      ar.read("hflip", c.data.augment.hflip);
+      ar.finish();
+    }
+    dr.read("bad_videos", c.data.bad_videos);
     dr.finish();
   }
   r.read("epochs", c.epochs);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "vidfuse/data/augment.h"
 #include "vidfuse/models/fusion_config.h"
 
 namespace vidfuse::train {
@@ -12,11 +13,23 @@ namespace vidfuse::train {
 // Where the training data come from (used by the `train`/`eval` commands; the library's Trainer
 // takes datasets directly).
 struct DataConfig {
+  // "store": features extracted beforehand by `vidfuse extract` (fast epochs, fixed frames).
+  // "videos": the manifests' videos decoded and run through the frozen backbones at every visit
+  // (no extraction step, new augmentation every epoch, backbone cost in every step).
+  std::string source = "store";
   std::string store;   // feature store written by `vidfuse extract`
   std::string train;   // manifest: SSv2 train.json, Kinetics CSV, `path,label` CSV, list, folder
   std::string val;     // validation manifest; empty = no validation
   std::string videos;  // folder the manifests' ids and relative paths resolve in ("" = beside them)
   std::string streams = "both";  // both | semantic | motion: which store tensors to read
+  // source "videos": how frames become features, as keys of <store>/extract.json ("dinov3",
+  // "i3d" backbone specs, "semantic_size", "pool", "semantic_sampling": {...}, "motion_clip", ...).
+  // Keys left out come from <store>/extract.json when `store` names one (so the model matches
+  // features extracted there), else from the extractor's defaults. `vidfuse train` saves the
+  // complete resolved settings here, so a checkpoint records them.
+  nlohmann::json extract = nlohmann::json::object();
+  data::VideoAugment augment;       // source "videos", train split only
+  std::string bad_videos = "skip";  // source "videos", train split: skip | error
 };
 
 struct TrainConfig {

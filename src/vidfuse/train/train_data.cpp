@@ -1,10 +1,13 @@
 #include "vidfuse/train/train_data.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "vidfuse/core/error.h"
 #include "vidfuse/data/manifest.h"
 #include "vidfuse/data/store_dataset.h"
+#include "vidfuse/data/video_dataset.h"
+#include "vidfuse/models/backbones.h"
 
 namespace vidfuse::train {
 
@@ -40,9 +43,87 @@ std::shared_ptr<const Dataset> open_split(const DataConfig& data, const std::str
 
 }  // namespace
 
-TrainData open_train_data(const DataConfig& data, models::FusionArch arch) {
+data::ExtractSettings video_extract_settings(const DataConfig& data) {
+  nlohmann::json base = data::to_json(data::ExtractSettings{});
+  if (!data.store.empty() && std::filesystem::exists(data::extract_settings_path(data.store)))
+    base = data::to_json(data::read_extract_settings(data.store));
+  base.merge_patch(data.extract);
+  return data::extract_settings_from_json(base, "data.extract");
+}
+
+namespace {
+
+// The backbones both video splits share (built once: loading a real checkpoint takes seconds).
+struct Backbones {
+  models::DinoV3ViT dinov3{nullptr};
+  models::InceptionI3d i3d{nullptr};
+};
+
+Backbones open_backbones(const data::ExtractSettings& settings, const std::string& streams,
+                         const std::string& device) {
+  Backbones b;
+  if (streams != "motion") {
+    if (settings.dinov3.empty())
+      throw Error(
+          "data.extract.dinov3 is not set: name the DINOv3 checkpoint (or \"builtin\") "
+          "the semantic stream runs, or a data.store whose extract.json records it");
+    b.dinov3 = models::dinov3_from_spec(settings.dinov3);
+    b.dinov3->to(torch::Device(device));
+    b.dinov3->fuse_for_inference();
+  }
+  if (streams != "semantic") {
+    if (settings.i3d.empty())
+      throw Error(
+          "data.extract.i3d is not set: name the I3D checkpoint (or \"builtin\") the "
+          "motion stream runs, or a data.store whose extract.json records it");
+    b.i3d = models::i3d_from_spec(settings.i3d);
+    b.i3d->to(torch::Device(device));
+    b.i3d->fuse_for_inference(torch::kFloat32);
+  }
+  return b;
+}
+
+std::shared_ptr<const Dataset> open_video_split(const DataConfig& data,
+                                                const data::ExtractSettings& settings,
+                                                const Backbones& backbones,
+                                                const std::string& manifest_path,
+                                                const std::string& split, int64_t seed,
+                                                std::vector<std::string>& class_names) {
+  if (manifest_path.empty()) return nullptr;
+  auto manifest = data::read_manifest(manifest_path, data.videos);
+  if (manifest.videos.empty()) throw Error(manifest_path + ": no videos in the " + split + " set");
+  data::VideoDatasetOptions o;
+  o.extract = settings.options;
+  o.training = split == "train" && data.augment.enabled;
+  o.augment = data.augment;
+  o.seed = static_cast<uint64_t>(seed);
+  // Substituting another video would bias validation metrics: only training skips.
+  o.skip_bad = split == "train" && data.bad_videos == "skip";
+  if (class_names.empty()) class_names = manifest.class_names;
+  return std::make_shared<data::VideoDataset>(std::move(manifest), backbones.dinov3, backbones.i3d,
+                                              o);
+}
+
+}  // namespace
+
+TrainData open_train_data(const DataConfig& data, models::FusionArch arch, int64_t seed,
+                          const std::string& device) {
   TrainData out;
   const std::string streams = streams_for(arch, data.streams);
+  if (data.source == "videos") {
+    data::ExtractSettings settings = video_extract_settings(data);
+    if (!data.train.empty() || !data.val.empty()) {
+      const Backbones backbones = open_backbones(settings, streams, device);
+      out.train =
+          open_video_split(data, settings, backbones, data.train, "train", seed, out.class_names);
+      out.val = open_video_split(data, settings, backbones, data.val, "validation", seed,
+                                 out.class_names);
+    }
+    out.extract = std::move(settings);
+    return out;
+  }
+  if (data.source != "store")
+    throw Error("data.source must be \"store\" or \"videos\", got \"" + data.source + "\"");
   out.train = open_split(data, data.train, streams, "train", out.class_names, out.notes);
   out.val = open_split(data, data.val, streams, "validation", out.class_names, out.notes);
   return out;
@@ -68,7 +149,7 @@ void fit_model_to_data(models::FusionConfig& model, const Dataset& data,
     model.num_classes = static_cast<int64_t>(class_names.size());
   } else {
     int64_t max_label = -1;
-    for (int64_t i = 0; i < data.size(); ++i) max_label = std::max(max_label, data.get(i).label);
+    for (int64_t i = 0; i < data.size(); ++i) max_label = std::max(max_label, data.label(i));
     if (max_label < 0) throw Error("the training data have no labels");
     model.num_classes = max_label + 1;
   }

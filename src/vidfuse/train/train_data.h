@@ -3,9 +3,11 @@
 // the data already say (feature widths, token grids, number of classes).
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "vidfuse/data/extract_settings.h"
 #include "vidfuse/train/dataset.h"
 #include "vidfuse/train/train_config.h"
 
@@ -16,13 +18,22 @@ struct TrainData {
   std::shared_ptr<const Dataset> val;    // null when data.val is empty
   std::vector<std::string> class_names;
   std::vector<std::string> notes;  // e.g. "120 of 5000 train videos are not in the store"
+  // source "videos": the extraction settings in force (every key resolved), to save with a model.
+  std::optional<data::ExtractSettings> extract;
 };
 
 // Which streams an architecture reads: both | semantic | motion.
 std::string streams_for(models::FusionArch arch, const std::string& requested);
 
+// data.extract over <data.store>/extract.json (when data.store has one) over the extractor's
+// defaults. Throws vidfuse::Error naming the key or file that is wrong.
+data::ExtractSettings video_extract_settings(const DataConfig& data);
+
 // Throws vidfuse::Error naming the manifest or store when they cannot be read or hold no videos.
-TrainData open_train_data(const DataConfig& data, models::FusionArch arch);
+// source "videos": the backbones are built (from data.extract's specs) on `device`, and the train
+// split augments with draws seeded by `seed`.
+TrainData open_train_data(const DataConfig& data, models::FusionArch arch, int64_t seed = 0,
+                          const std::string& device = "cpu");
 
 // Sets the model's input widths and grids from the dataset's first sample, and num_classes from
 // the class names (or the largest label + 1 when the manifest has none).
