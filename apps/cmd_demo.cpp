@@ -30,7 +30,7 @@ struct DemoArgs {
   std::string out = "vidfuse-demo";
   std::string dinov3 = models::kBuiltinBackbone;
   std::string i3d = models::kBuiltinBackbone;
-  int64_t clips = 240;
+  int64_t clips = 600;
   int64_t seed = 0;
   std::string actions = "left-to-right,right-to-left,approach,recede";
   std::string objects = "3";
@@ -71,6 +71,22 @@ std::string percent(double x) {
   return buf;
 }
 
+// One sentence, computed from the results, on whether fusion beat each single stream.
+std::string fusion_verdict(const std::vector<ArchResult>& results) {
+  auto top1 = [&](const std::string& arch) {
+    for (const auto& r : results)
+      if (r.arch == arch) return r.metrics.top1;
+    return -1.0;
+  };
+  const double f = top1("fusion"), s = top1("semantic"), m = top1("motion");
+  if (f < 0 || s < 0 || m < 0) return "";
+  if (f > s && f > m)
+    return "Cross-attention fusion beats both single streams on held-out clips (+" +
+           percent(f - s) + " over semantic, +" + percent(f - m) + " over motion).";
+  return "Cross-attention fusion does NOT beat both single streams on this run (fusion " +
+         percent(f) + ", semantic " + percent(s) + ", motion " + percent(m) + ").";
+}
+
 void write_summary_report(const std::string& path, const DemoArgs& a,
                           const std::vector<ArchResult>& results,
                           const std::vector<std::pair<std::string, double>>& stages,
@@ -109,7 +125,8 @@ void write_summary_report(const std::string& path, const DemoArgs& a,
       << static_cast<int>(r.seconds) << " s</td><td style=\"width:200px\"><div class=\"bar\" "
       << "style=\"width:" << static_cast<int>(200 * r.metrics.top1) << "px\"></div></td></tr>";
   }
-  h << "</table><p>Chance is " << percent(1.0 / num_classes)
+  h << "</table><p><b>" << html_escape(fusion_verdict(results)) << "</b> Chance is "
+    << percent(1.0 / num_classes)
     << ". Each model's own report (learning curves, per-class accuracy, confusion matrix) is "
        "linked from its name.</p>";
   h << "<h2>Pipeline</h2><table><tr><th>stage</th><th>seconds</th></tr>";
@@ -189,7 +206,11 @@ int run_demo(const DemoArgs& a) {
     c.model.mlp_ratio = 2;
     c.model.pool_queries = 2;
     c.model.semantic_pool = 1;  // already pooled at extraction
-    c.model.dropout = 0.1;
+    // 450 training clips overfit a cross-attention layer quickly: on this set, dropout 0.1 left
+    // fusion 6-10 points under late fusion, 0.2 + attention dropout 0.1 about 2 (the baselines
+    // get the same regularisation).
+    c.model.dropout = 0.2;
+    c.model.attn_dropout = 0.1;
     c.data.store = store;
     c.data.train = train_manifest;
     c.data.val = val_manifest;
@@ -229,6 +250,7 @@ int run_demo(const DemoArgs& a) {
   for (const auto& r : results)
     std::printf("  %-8s %5.1f%%  (top-5 %5.1f%%)\n", r.arch.c_str(), 100 * r.metrics.top1,
                 100 * r.metrics.top5);
+  std::printf("%s\n", fusion_verdict(results).c_str());
   std::printf("backbones: semantic = %s\n           motion   = %s\n",
               models::describe_backbone(a.dinov3, "semantic").c_str(),
               models::describe_backbone(a.i3d, "motion").c_str());

@@ -75,6 +75,11 @@ void expect_gradient_matches(const std::string& what, torch::Tensor x,
 TEST(FusionModel, GradientsMatchFiniteDifferences) {
   auto model = FusionModel(gradcheck_config());
   model->to(torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;  // open the residual gates, or the layers would get no gradient
+    for (auto& p : model->named_parameters())
+      if (p.key().find("_gate") != std::string::npos) p.value().fill_(0.5);
+  }
   auto in = gradcheck_input(torch::kDouble);
   in.semantic.requires_grad_(true);
   in.semantic_cls.requires_grad_(true);
@@ -88,8 +93,9 @@ TEST(FusionModel, GradientsMatchFiniteDifferences) {
        {"semantic_embed.proj.weight", "semantic_embed.time_embed", "semantic_embed.row_embed",
         "semantic_embed.cls_embed", "motion_embed.type_embed", "motion_embed.col_embed",
         "layers.0.sem_attn.q_proj.weight", "layers.0.mot_attn.k_proj.weight",
-        "layers.1.sem_ffn.fc1.weight", "layers.1.mot_norm.weight", "semantic_pool.queries",
-        "motion_pool.attn.v_proj.bias", "head_norm.bias", "classifier.weight"}) {
+        "layers.1.sem_ffn.fc1.weight", "layers.1.mot_norm.weight", "layers.0.sem_attn_gate",
+        "layers.1.mot_ffn_gate", "semantic_pool.queries", "motion_pool.attn.v_proj.bias",
+        "head_norm.bias", "classifier.weight"}) {
     SCOPED_TRACE(name);
     auto* p = params.find(name);
     ASSERT_NE(p, nullptr) << "no parameter " << name;
@@ -124,6 +130,28 @@ TEST(FusionModel, EveryArchProducesLogitsAndUsesOnlyItsStreams) {
               arch == FusionArch::kSemantic || arch == FusionArch::kMotion);
     EXPECT_TRUE(names.count("classifier.weight"));
   }
+}
+
+TEST(FusionModel, FreshModelIsLateFusionUntilItsGatesOpen) {
+  auto c = gradcheck_config();
+  auto fusion = FusionModel(c);
+  c.arch = FusionArch::kLate;
+  auto late = FusionModel(c);
+  {
+    torch::NoGradGuard no_grad;
+    auto mine = fusion->named_parameters();
+    for (auto& p : late->named_parameters()) p.value().copy_(*mine.find(p.key()));
+  }
+  fusion->eval();
+  late->eval();
+  auto in = gradcheck_input(torch::kFloat);
+  // Exactly: a closed gate multiplies its branch by tanh(0) = 0.
+  EXPECT_TRUE(torch::equal(fusion->forward(in), late->forward(in)));
+  {
+    torch::NoGradGuard no_grad;
+    fusion->named_parameters().find("layers.0.sem_attn_gate")->fill_(1.0);
+  }
+  EXPECT_FALSE(torch::equal(fusion->forward(in), late->forward(in)));
 }
 
 TEST(FusionModel, JointPoolUsesOnePoolerOverBothStreams) {

@@ -152,7 +152,10 @@ TEST(TrainDistributed, TwoProcessesMatchSingleProcess) {
     EXPECT_TRUE(torch::equal(a, b)) << name << ": ranks out of sync";
     const double err = ((a - expected).norm() / (expected.norm() + 1e-12)).item<double>();
     worst = std::max(worst, err);
-    EXPECT_LT(err, 1e-5) << name << " differs from single-process training";
+    // The project's fp32 tolerance. Gradient sums in another order differ by rounding, which
+    // Adam's 1/sqrt(v) magnifies on parameters with tiny gradients (the cross-attention branches
+    // behind nearly closed gates); an unsynchronised or un-averaged gradient is off by O(1).
+    EXPECT_LT(err, 1e-4) << name << " differs from single-process training";
   }
   std::cout << "2-process vs 1-process parameters: worst norm-relative difference " << worst
             << "\n";

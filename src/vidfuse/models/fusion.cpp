@@ -204,10 +204,14 @@ CrossAttentionLayerImpl::CrossAttentionLayerImpl(const FusionConfig& c) : dropou
   sem_attn = register_module("sem_attn", Attention(c.width, c.heads, c.attn_dropout));
   sem_ffn_norm = register_module("sem_ffn_norm", make_norm(c));
   sem_ffn = register_module("sem_ffn", FeedForward(c.width, ffn_hidden(c), c.dropout));
+  sem_attn_gate = register_parameter("sem_attn_gate", torch::zeros({1}));
+  sem_ffn_gate = register_parameter("sem_ffn_gate", torch::zeros({1}));
   if (c.bidirectional) {
     mot_attn = register_module("mot_attn", Attention(c.width, c.heads, c.attn_dropout));
     mot_ffn_norm = register_module("mot_ffn_norm", make_norm(c));
     mot_ffn = register_module("mot_ffn", FeedForward(c.width, ffn_hidden(c), c.dropout));
+    mot_attn_gate = register_parameter("mot_attn_gate", torch::zeros({1}));
+    mot_ffn_gate = register_parameter("mot_ffn_gate", torch::zeros({1}));
   }
 }
 
@@ -217,11 +221,14 @@ std::pair<torch::Tensor, torch::Tensor> CrossAttentionLayerImpl::forward(torch::
   auto sn = apply_norm(sem_norm, s);
   auto mn = apply_norm(mot_norm, m);
   // Both directions read the layer's inputs, so neither stream sees the other's update first.
-  auto s_upd = maybe_dropout(sem_attn(sn, mn), dropout_, train);
-  if (mot_attn) m = m + maybe_dropout(mot_attn(mn, sn), dropout_, train);
+  auto branch = [&](const torch::Tensor& gate, const torch::Tensor& update) {
+    return torch::tanh(gate) * maybe_dropout(update, dropout_, train);
+  };
+  auto s_upd = branch(sem_attn_gate, sem_attn(sn, mn));
+  if (mot_attn) m = m + branch(mot_attn_gate, mot_attn(mn, sn));
   s = s + s_upd;
-  s = s + maybe_dropout(sem_ffn(apply_norm(sem_ffn_norm, s)), dropout_, train);
-  if (mot_ffn) m = m + maybe_dropout(mot_ffn(apply_norm(mot_ffn_norm, m)), dropout_, train);
+  s = s + branch(sem_ffn_gate, sem_ffn(apply_norm(sem_ffn_norm, s)));
+  if (mot_ffn) m = m + branch(mot_ffn_gate, mot_ffn(apply_norm(mot_ffn_norm, m)));
   return {s, m};
 }
 

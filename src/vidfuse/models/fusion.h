@@ -90,6 +90,10 @@ class CrossAttentionLayerImpl : public torch::nn::Module {
   Attention sem_attn{nullptr}, mot_attn{nullptr};
   torch::nn::LayerNorm sem_ffn_norm{nullptr}, mot_ffn_norm{nullptr};
   FeedForward sem_ffn{nullptr}, mot_ffn{nullptr};
+  // Flamingo-style tanh gates on every residual branch, zero at init: a fresh model is exactly
+  // the late-fusion baseline (each stream pooled on its own), and cross-stream mixing is added
+  // only as far as training finds it useful. [1] each.
+  torch::Tensor sem_attn_gate, sem_ffn_gate, mot_attn_gate, mot_ffn_gate;
 
  private:
   double dropout_;

@@ -160,7 +160,9 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<const Dataset> train,
   check_fits(*train_, "train set");
   // Every rank reads the same samples, so the statistics agree without a broadcast; a resumed run
   // overwrites them with the checkpoint's.
-  if (config_.model.standardize_inputs) fit_input_statistics(*model_, *train_);
+  // From videos every sample costs a decode and two backbone passes, so fewer of them.
+  if (config_.model.standardize_inputs)
+    fit_input_statistics(*model_, *train_, config_.data.source == "videos" ? 32 : 256);
   if (val_ && val_->size() > 0) check_fits(*val_, "validation set");
 
   if (!config_.output_dir.empty() && dist_->is_main()) {
