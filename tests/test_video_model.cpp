@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "test_train_synthetic.h"
 #include "test_video_util.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/data/extractor.h"
@@ -61,19 +62,12 @@ data::ExtractOptions tiny_options() {
 }
 
 models::FusionConfig tiny_fusion(const models::FusionInput& f, int64_t classes = 2) {
-  models::FusionConfig c;
+  auto c = fusion_test::tiny_fusion_config(classes);
   c.semantic_dim = f.semantic.size(4);
   c.semantic_grid = {f.semantic.size(1), f.semantic.size(2), f.semantic.size(3)};
   c.motion_dim = f.motion.size(1);
   c.motion_grid = {f.motion.size(2), f.motion.size(3), f.motion.size(4)};
-  c.semantic_pool = 1;
-  c.width = 32;
-  c.heads = 4;
-  c.depth = 1;
-  c.mlp_ratio = 2;
-  c.pool_queries = 1;
-  c.dropout = 0;
-  c.num_classes = classes;
+  c.use_cls = true;
   return c;
 }
 
