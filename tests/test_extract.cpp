@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "test_models_util.h"
 #include "test_video_util.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/data/extractor.h"
@@ -28,22 +29,6 @@ using namespace vidfuse::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-models::DinoV3Config tiny_dinov3_config() {
-  models::DinoV3Config c;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 64;
-  return c;
-}
-
-models::DinoV3ViT tiny_dinov3() {
-  torch::manual_seed(7);
-  models::DinoV3ViT m(tiny_dinov3_config());
-  m->eval();
-  return m;
-}
 
 models::InceptionI3d small_i3d() {
   torch::manual_seed(11);

@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "test_models_util.h"
 #include "test_train_synthetic.h"
 #include "test_video_util.h"
 #include "vidfuse/core/error.h"
@@ -31,18 +32,6 @@ using namespace vidfuse::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-models::DinoV3ViT tiny_dinov3() {
-  models::DinoV3Config c;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 64;
-  torch::manual_seed(7);
-  models::DinoV3ViT m(c);
-  m->eval();
-  return m;
-}
 
 // The built-in topology (width 0.25): a 9-frame 193² clip costs ~0.1 s.
 models::InceptionI3d small_i3d() { return models::i3d_from_spec(models::kBuiltinBackbone); }
@@ -372,13 +361,8 @@ TEST(TrainFromVideos, LossGoesDown) {
                     {"motion_clip", 9},    {"motion_short_side", 193},
                     {"motion_crop", 193}};
   c.data.augment.scale = {0.8, 1.0};
-  c.model.semantic_pool = 1;
-  c.model.width = 32;
-  c.model.heads = 4;
-  c.model.depth = 1;
-  c.model.mlp_ratio = 2;
-  c.model.pool_queries = 1;
-  c.model.dropout = 0;
+  c.model = fusion_test::tiny_fusion_config();  // widths and grids are fitted to the data
+  c.model.use_cls = true;
   c.batch_size = 4;
   c.max_steps = 40;
   c.lr = 3e-3;
