@@ -158,11 +158,6 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<const Dataset> train,
   optimizer_ = make_adamw(groups_, config_);
 
   check_fits(*train_, "train set");
-  // Every rank reads the same samples, so the statistics agree without a broadcast; a resumed run
-  // overwrites them with the checkpoint's.
-  // From videos every sample costs a decode and two backbone passes, so fewer of them.
-  if (config_.model.standardize_inputs)
-    fit_input_statistics(*model_, *train_, config_.data.source == "videos" ? 32 : 256);
   if (val_ && val_->size() > 0) check_fits(*val_, "validation set");
 
   if (!config_.output_dir.empty() && dist_->is_main()) {
@@ -176,10 +171,15 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<const Dataset> train,
     if (!fs::exists(resume_from)) resume_from.clear();
   }
   if (!resume_from.empty()) {
-    resume(resume_from);
-  } else if (!config_.output_dir.empty() && dist_->is_main()) {
-    write_text_atomically(output_path("log.jsonl"), "");
+    resume(resume_from);  // restores the input statistics with the weights
+    return;
   }
+  // Every rank reads the same samples, so the statistics agree without a broadcast. From videos
+  // every sample costs a decode and two backbone passes, so fewer of them.
+  if (config_.model.standardize_inputs)
+    fit_input_statistics(*model_, *train_, config_.data.source == "videos" ? 32 : 256);
+  if (!config_.output_dir.empty() && dist_->is_main())
+    write_text_atomically(output_path("log.jsonl"), "");
 }
 
 Trainer::~Trainer() = default;
