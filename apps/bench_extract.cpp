@@ -17,6 +17,7 @@
 #include "command.h"
 #include "dtype_option.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/runtime.h"
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/io/video_writer.h"
 
@@ -161,6 +162,7 @@ int run(const BenchArgs& a) {
                       {"videos", n_videos},
                       {"clip", "vp9 427x240 12fps 4s"},
                       {"threads", at::get_num_threads()},
+                      {"parallel_for_threads", parallel_for_threads()},
                       {"workers", o.workers},
                       {"e2e_videos_per_s", e2e},
                       {"model_only_videos_per_s", model_rate},

@@ -103,6 +103,7 @@ int run_bench(const BenchArgs& a) {
                         {"precision", precision},
                         {"batch", a.batch},
                         {"threads", torch::get_num_threads()},
+                        {"parallel_for_threads", parallel_for_threads()},
                         {"semantic_tokens_in", sg[0] * sg[1] * sg[2]},
                         {"semantic_tokens_fused", cost.semantic_tokens},
                         {"motion_tokens", cost.motion_tokens},

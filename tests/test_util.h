@@ -1,5 +1,6 @@
 // Shared helpers for the tests: fixture paths, error norms, scratch directories.
 #pragma once
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -18,6 +19,17 @@ inline double rel_error(const torch::Tensor& out, const torch::Tensor& ref) {
   auto o = out.to(torch::kFloat64), r = ref.to(torch::kFloat64);
   return ((o - r).norm() / r.norm()).item<double>();
 }
+
+// Sets LibTorch's intra-op thread count for a test and restores it after. Some kernels only take
+// their multi-threaded path (oneDNN's 1x1 convolution, per-head attention) with more than one.
+class ThreadCountScope {
+ public:
+  explicit ThreadCountScope(int n) : saved_(at::get_num_threads()) { at::set_num_threads(n); }
+  ~ThreadCountScope() { at::set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
 
 // A fresh directory under the system temp dir, removed when the object dies.
 class ScratchDir {
@@ -38,17 +50,17 @@ class ScratchDir {
 };
 
 // Asserts that `statement` throws an exception whose message contains every one of `parts`.
-#define EXPECT_THROW_WITH(statement, ...)                                               \
-  do {                                                                                  \
-    try {                                                                               \
-      statement;                                                                        \
-      ADD_FAILURE() << "expected an exception from: " #statement;                      \
-    } catch (const std::exception& e) {                                                 \
-      const std::string what = e.what();                                                \
-      for (const std::string& part : std::vector<std::string>{__VA_ARGS__})             \
-        EXPECT_NE(what.find(part), std::string::npos)                                   \
-            << "message lacks '" << part << "': " << what;                              \
-    }                                                                                   \
+#define EXPECT_THROW_WITH(statement, ...)                                   \
+  do {                                                                      \
+    try {                                                                   \
+      statement;                                                            \
+      ADD_FAILURE() << "expected an exception from: " #statement;           \
+    } catch (const std::exception& e) {                                     \
+      const std::string what = e.what();                                    \
+      for (const std::string& part : std::vector<std::string>{__VA_ARGS__}) \
+        EXPECT_NE(what.find(part), std::string::npos)                       \
+            << "message lacks '" << part << "': " << what;                  \
+    }                                                                       \
   } while (0)
 
 }  // namespace vidfuse::test

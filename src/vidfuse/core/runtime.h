@@ -15,4 +15,8 @@ std::string loaded_blas_library();
 // True if `loaded_blas_library()` names an optimised BLAS (OpenBLAS, MKL, BLIS).
 bool blas_is_fast();
 
+// How many threads one at::parallel_for over `at::get_num_threads()` items actually ran on: 1 when
+// the library was built without OpenMP, where ATen's header-only parallel_for runs serially.
+int parallel_for_threads();
+
 }  // namespace vidfuse

@@ -18,15 +18,19 @@ Tensor softmax_acc(const Tensor& scores) {
 }
 
 // One (batch, head) pair per iteration, split across threads. Inside a parallel region ATen and
-// OpenMP BLAS run single-threaded, which is the point; grad mode is thread-local and worker threads
-// start with it on, so each iteration turns it off. `head_work` (multiply-adds per head) sets the
+// OpenMP BLAS run single-threaded, which is the point. Grad and inference mode are thread-local and
+// worker threads start with the defaults, so each worker takes the caller's inference mode (writing
+// into the caller's inference tensors needs it) and turns grad mode off. `head_work` (multiply-adds
+// per head) sets the
 // grain: a parallel region waits for every thread, and on a loaded machine a descheduled thread
 // makes that wait a time slice, so small problems (attentive pooling's few queries) stay on one.
 template <typename F>
 void for_each_head(int64_t batch, int64_t heads, int64_t head_work, const F& body) {
   constexpr int64_t kMinWorkPerThread = int64_t{1} << 22;
   const int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / std::max<int64_t>(1, head_work));
+  const bool inference_mode = c10::InferenceMode::is_enabled();
   at::parallel_for(0, batch * heads, grain, [&](int64_t begin, int64_t end) {
+    c10::InferenceMode inference(inference_mode);  // before NoGradGuard: it sets grad mode too
     torch::NoGradGuard no_grad;
     for (int64_t i = begin; i < end; ++i) body(i / heads, i % heads);
   });

@@ -180,7 +180,6 @@ int64_t DinoV3ViTImpl::num_parameters() const {
 void DinoV3ViTImpl::fuse_for_inference() {
   torch::NoGradGuard no_grad;
   fused_.clear();
-  const int64_t d = config_.hidden_size;
   const double scale = std::pow(config_.head_dim(), -0.5);
   for (const auto& module : *layer) {
     auto l = std::dynamic_pointer_cast<DinoV3LayerImpl>(module);
@@ -191,53 +190,45 @@ void DinoV3ViTImpl::fuse_for_inference() {
     };
     FusedLayer f;
     // The attention scale commutes with RoPE (a rotation), so it can live in the q weights.
-    f.qkv_w = torch::cat({a->q_proj->weight * scale, a->k_proj->weight, a->v_proj->weight}, 0);
-    f.qkv_b = torch::cat(
-        {bias_or_zero(a->q_proj) * scale, bias_or_zero(a->k_proj), bias_or_zero(a->v_proj)});
+    f.qkv = PackedLinear(
+        torch::cat({a->q_proj->weight * scale, a->k_proj->weight, a->v_proj->weight}, 0),
+        torch::cat(
+            {bias_or_zero(a->q_proj) * scale, bias_or_zero(a->k_proj), bias_or_zero(a->v_proj)}));
     const torch::Tensor ls1 = l->layer_scale1->lambda1, ls2 = l->layer_scale2->lambda1;
-    f.o_w = a->o_proj->weight * ls1.unsqueeze(1);
-    f.o_b = bias_or_zero(a->o_proj) * ls1;
+    f.o = PackedLinear(a->o_proj->weight * ls1.unsqueeze(1), bias_or_zero(a->o_proj) * ls1);
     const auto& m = l->mlp;
-    f.up_w = m->up_proj->weight;
-    f.up_b = bias_or_zero(m->up_proj);
-    if (m->gate_proj) {
-      f.gate_w = m->gate_proj->weight;
-      f.gate_b = bias_or_zero(m->gate_proj);
-    }
-    f.down_w = m->down_proj->weight * ls2.unsqueeze(1);
-    f.down_b = bias_or_zero(m->down_proj) * ls2;
-    (void)d;
+    f.up = PackedLinear(m->up_proj->weight, bias_or_zero(m->up_proj));
+    if (m->gate_proj) f.gate = PackedLinear(m->gate_proj->weight, bias_or_zero(m->gate_proj));
+    f.down =
+        PackedLinear(m->down_proj->weight * ls2.unsqueeze(1), bias_or_zero(m->down_proj) * ls2);
     fused_.push_back(std::move(f));
   }
 }
 
-torch::Tensor DinoV3ViTImpl::fused_layer_forward(const FusedLayer& f, const DinoV3Layer& l,
-                                                 const torch::Tensor& x_in,
-                                                 const torch::Tensor& cos,
-                                                 const torch::Tensor& sin) {
-  const int64_t b = x_in.size(0), n = x_in.size(1), c = x_in.size(2);
+void DinoV3ViTImpl::fused_layer_forward_(const FusedLayer& f, const DinoV3Layer& l,
+                                         torch::Tensor& x, int64_t batch, const torch::Tensor& cos,
+                                         const torch::Tensor& sin) {
+  const int64_t rows = x.size(0), c = x.size(1), n = rows / batch;
   const int64_t nh = config_.num_attention_heads, hd = config_.head_dim();
-  torch::Tensor x = x_in.reshape({b * n, c});
 
-  torch::Tensor qkv = torch::addmm(f.qkv_b, layer_norm(x, l->norm1), f.qkv_w.t());
-  qkv = qkv.view({b, n, 3, nh, hd}).permute({2, 0, 3, 1, 4});  // [3, B, nh, N, hd]
+  torch::Tensor qkv =
+      f.qkv(layer_norm(x, l->norm1)).view({batch, n, 3, nh, hd}).permute({2, 0, 3, 1, 4});
   torch::Tensor q = apply_rope(qkv[0], cos, sin);
   torch::Tensor k = apply_rope(qkv[1], cos, sin);
   // The attention scale is folded into the query weights.
-  torch::Tensor attn = attention(q, k, qkv[2], 1.0).view({b * n, c});
-  x = torch::addmm(x, attn, f.o_w.t()).add_(f.o_b);  // residual + ls1 * o_proj (ls folded)
+  torch::Tensor attn = attention(q, k, qkv[2], 1.0).view({rows, c});
+  x.add_(f.o(attn));  // residual + ls1 * o_proj (ls folded)
 
   torch::Tensor h = layer_norm(x, l->norm2);
-  torch::Tensor u = torch::addmm(f.up_b, h, f.up_w.t());
-  if (f.gate_w.defined()) {
-    torch::Tensor g = torch::addmm(f.gate_b, h, f.gate_w.t());
+  torch::Tensor u = f.up(h);
+  if (f.gate.defined()) {
+    torch::Tensor g = f.gate(h);
     activation_(g, config_.hidden_act);
     u.mul_(g);
   } else {
     activation_(u, config_.hidden_act);
   }
-  x = torch::addmm(x, u, f.down_w.t()).add_(f.down_b);  // residual + ls2 * down_proj
-  return x.view({b, n, c});
+  x.add_(f.down(u));  // residual + ls2 * down_proj (ls folded)
 }
 
 DinoV3Output DinoV3ViTImpl::forward(const torch::Tensor& pixel_values,
@@ -264,12 +255,18 @@ DinoV3Output DinoV3ViTImpl::forward(const torch::Tensor& pixel_values,
   auto [cos, sin] = dinov3_rope_tables(gh, gw, config_.head_dim(), config_.rope_theta, x.options());
   const bool use_fused = fused() && !(torch::GradMode::is_enabled() && x.requires_grad());
   std::map<int64_t, torch::Tensor> kept;
+  const int64_t b = x.size(0), n = x.size(1), c = x.size(2);
+  if (use_fused) x = x.reshape({b * n, c});  // the fused layers update it in place
   for (int64_t i = 0; i < num_layers; ++i) {
     const auto l = layer->ptr<DinoV3LayerImpl>(i);
-    x = use_fused ? fused_layer_forward(fused_[i], DinoV3Layer(l), x, cos, sin)
-                  : l->forward(x, cos, sin);
-    if (std::find(wanted.begin(), wanted.end(), i) != wanted.end()) kept[i] = x;
+    if (use_fused)
+      fused_layer_forward_(fused_[i], DinoV3Layer(l), x, b, cos, sin);
+    else
+      x = l->forward(x, cos, sin);
+    if (std::find(wanted.begin(), wanted.end(), i) != wanted.end())
+      kept[i] = use_fused ? x.view({b, n, c}).clone() : x;
   }
+  x = x.view({b, n, c});
   DinoV3Output out;
   out.last_hidden_state = layer_norm(x, norm);
   out.pooler_output = out.last_hidden_state.select(1, 0);

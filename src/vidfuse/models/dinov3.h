@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "vidfuse/core/linear.h"
 #include "vidfuse/models/dinov3_config.h"
 #include "vidfuse/weights/safetensors.h"
 
@@ -107,11 +108,11 @@ class DinoV3ViTImpl : public torch::nn::Module {
 
  private:
   struct FusedLayer {
-    torch::Tensor qkv_w, qkv_b, o_w, o_b, up_w, up_b, gate_w, gate_b, down_w, down_b;
+    PackedLinear qkv, o, up, gate, down;
   };
-  torch::Tensor fused_layer_forward(const FusedLayer& f, const DinoV3Layer& l,
-                                    const torch::Tensor& x, const torch::Tensor& cos,
-                                    const torch::Tensor& sin);
+  // One layer on the residual stream x [B*N, C], updated in place.
+  void fused_layer_forward_(const FusedLayer& f, const DinoV3Layer& l, torch::Tensor& x,
+                            int64_t batch, const torch::Tensor& cos, const torch::Tensor& sin);
 
   DinoV3Config config_;
   std::vector<FusedLayer> fused_;
