@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <sstream>
 
 #include "vidfuse/core/atomic_file.h"
+#include "vidfuse/core/background_writer.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/data/feature_store.h"
 #include "vidfuse/data/stream_inputs.h"
@@ -396,9 +398,15 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
     append_failure(opt.store_dir, {v.id, v.path, error, ""});  // throws on an unwritable store
   };
 
-  // Runs the models on a group of videos and writes their files. Semantic frames of the whole
-  // group form one batch (split into semantic_batch chunks); a model error in a batch is retried
-  // video by video so that one bad input fails alone.
+  // Store files are converted and written here while the models run: a few groups' outputs wait.
+  // A video counts as done once its file is written; `submitted` paces the loop meanwhile.
+  BackgroundWriter writer(/*capacity=*/4);
+  int64_t submitted = 0, submitted_frames = 0;
+  std::atomic<int64_t> written{0}, written_frames{0};
+
+  // Runs the models on a group of videos and queues their files for the writer. Semantic frames of
+  // the whole group form one batch (split into semantic_batch chunks); a model error in a batch is
+  // retried video by video so that one bad input fails alone.
   auto run_models = [&](std::vector<Pending>& group) {
     const auto t0 = Clock::now();
     auto run_batch = [&](std::vector<Pending*> batch) {
@@ -463,28 +471,36 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
         record_failure(*p.video, errors[k]);
         continue;
       }
-      weights::TensorMap tensors;
-      for (auto& [name, t] : p.out)
-        tensors[name] = name.size() > 6 && name.compare(name.size() - 6, 6, ".times") == 0
-                            ? t
-                            : t.to(opt.storage_dtype);
       weights::Metadata meta = base;
       meta["source"] = p.video->path;
       if (!p.item.warnings.empty()) meta["warnings"] = join(p.item.warnings, "\n");
-      // Write errors (disk full, permissions) are not the video's fault: they end the run.
-      write_store_file(opt.store_dir, p.video->id, tensors, meta);
-      if (opt.write_npy) {
-        for (const std::string stream : {"motion", "flow"}) {
-          auto it = p.out.find(stream + ".features");
-          if (it == p.out.end()) continue;
-          write_npy((fs::path(opt.store_dir) /
-                     (p.video->id + (stream == "motion" ? "_rgb.npy" : "_flow.npy")))
-                        .string(),
-                    it->second.to(torch::kFloat32).unsqueeze(0));
+      // Converted and written on the writer thread while the models run on the next group. Write
+      // errors (disk full, permissions) are not the video's fault: they end the run.
+      const int64_t frames = p.item.tensors.at("decoded_frames").item<int64_t>();
+      writer.submit([&opt, &written, &written_frames, frames, id = p.video->id,
+                     out = std::move(p.out), meta = std::move(meta)] {
+        torch::InferenceMode guard;
+        weights::TensorMap tensors;
+        for (const auto& [name, t] : out)
+          tensors[name] = name.size() > 6 && name.compare(name.size() - 6, 6, ".times") == 0
+                              ? t
+                              : t.to(opt.storage_dtype);
+        write_store_file(opt.store_dir, id, tensors, meta);
+        if (opt.write_npy) {
+          for (const std::string stream : {"motion", "flow"}) {
+            auto it = out.find(stream + ".features");
+            if (it == out.end()) continue;
+            write_npy(
+                (fs::path(opt.store_dir) / (id + (stream == "motion" ? "_rgb.npy" : "_flow.npy")))
+                    .string(),
+                it->second.to(torch::kFloat32).unsqueeze(0));
+          }
         }
-      }
-      ++sum.done;
-      sum.frames += p.item.tensors.at("decoded_frames").item<int64_t>();
+        ++written;
+        written_frames += frames;
+      });
+      ++submitted;
+      submitted_frames += p.item.tensors.at("decoded_frames").item<int64_t>();
     }
   };
 
@@ -500,11 +516,12 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
 
   std::vector<Pending> group;
   int64_t taken = 0;
+
   try {
     while (true) {
-      if (opt.stop_after >= 0 && sum.done >= opt.stop_after) {
+      if (opt.stop_after >= 0 && submitted >= opt.stop_after) {
         sum.stopped = true;
-        sum.stop_reason = "stopped after " + std::to_string(sum.done) + " videos (stop_after)";
+        sum.stop_reason = "stopped after " + std::to_string(submitted) + " videos (stop_after)";
         break;
       }
       std::optional<io::LoadedItem> item = loader.next();
@@ -519,21 +536,28 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
       }
       const bool flush =
           !item || static_cast<int64_t>(group.size()) >= group_size ||
-          (opt.stop_after >= 0 && sum.done + static_cast<int64_t>(group.size()) >= opt.stop_after);
+          (opt.stop_after >= 0 && submitted + static_cast<int64_t>(group.size()) >= opt.stop_after);
       if (flush && !group.empty()) {
         run_models(group);
         group.clear();
       }
-      progress.update(sum.done, sum.failed, sum.frames);
+      progress.update(submitted, sum.failed, submitted_frames);
       if (!item) break;
     }
+    writer.finish();
   } catch (const std::exception& e) {
     // Only writing to the store throws out of the loop (per-video errors are recorded): stop.
     sum.stopped = true;
     sum.write_error = true;
     sum.stop_reason =
         std::string(e.what()) + " — stopping; files already written are complete, rerun to resume";
+    try {
+      writer.finish();  // let the files already queued land (or stop) before they are counted
+    } catch (const std::exception&) {
+    }
   }
+  sum.done = written;
+  sum.frames = written_frames;
   sum.not_attempted = static_cast<int64_t>(todo.size()) - sum.done - sum.failed;
   progress.update(sum.done, sum.failed, sum.frames, /*final=*/true);
   const io::LoaderStats ls = loader.stats();
