@@ -22,7 +22,6 @@ class PackedLinear {
 
   bool defined() const { return weight_.defined(); }
   bool uses_onednn() const { return onednn_; }
-  int64_t out_features() const { return weight_.size(0); }
 
  private:
   torch::Tensor weight_;  // [N, K], or [N, K, 1, 1] channels-last for oneDNN

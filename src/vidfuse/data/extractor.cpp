@@ -398,7 +398,8 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
     append_failure(opt.store_dir, {v.id, v.path, error, ""});  // throws on an unwritable store
   };
 
-  // Store files are converted and written here while the models run: a few groups' outputs wait.
+  // Store files are converted and written on this thread while the models run; a few groups'
+  // outputs may wait.
   // A video counts as done once its file is written; `submitted` paces the loop meanwhile.
   BackgroundWriter writer(/*capacity=*/4);
   int64_t submitted = 0, submitted_frames = 0;
@@ -500,7 +501,7 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
         written_frames += frames;
       });
       ++submitted;
-      submitted_frames += p.item.tensors.at("decoded_frames").item<int64_t>();
+      submitted_frames += frames;
     }
   };
 
@@ -516,7 +517,6 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
 
   std::vector<Pending> group;
   int64_t taken = 0;
-
   try {
     while (true) {
       if (opt.stop_after >= 0 && submitted >= opt.stop_after) {

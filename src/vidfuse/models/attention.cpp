@@ -21,9 +21,9 @@ Tensor softmax_acc(const Tensor& scores) {
 // OpenMP BLAS run single-threaded, which is the point. Grad and inference mode are thread-local and
 // worker threads start with the defaults, so each worker takes the caller's inference mode (writing
 // into the caller's inference tensors needs it) and turns grad mode off. `head_work` (multiply-adds
-// per head) sets the
-// grain: a parallel region waits for every thread, and on a loaded machine a descheduled thread
-// makes that wait a time slice, so small problems (attentive pooling's few queries) stay on one.
+// per head) sets the grain: a parallel region waits for every thread, and on a loaded machine a
+// descheduled thread makes that wait a time slice, so small problems (attentive pooling's few
+// queries) stay on one.
 template <typename F>
 void for_each_head(int64_t batch, int64_t heads, int64_t head_work, const F& body) {
   constexpr int64_t kMinWorkPerThread = int64_t{1} << 22;
