@@ -14,6 +14,7 @@
 
 #include "command.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/runtime.h"
 #include "vidfuse/io/frame_source.h"
 #include "vidfuse/io/prefetch_loader.h"
 #include "vidfuse/io/video_reader.h"
@@ -131,6 +132,7 @@ struct Row {
 
 json row_json(const BenchClip& c, const Row& r) {
   json j = {{"bench", "decode"},
+            {"cpu_isa", vidfuse::cpu_isa()},
             {"clip", r.clip},
             {"codec", c.codec},
             {"size", std::to_string(c.width) + "x" + std::to_string(c.height)},

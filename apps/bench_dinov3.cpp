@@ -17,7 +17,7 @@ namespace vidfuse::cli {
 namespace {
 
 struct BenchArgs {
-  std::string variant = "vitb16", dtype = "both";
+  std::string variant = "vitb16", dtype = "both", device = "cpu";
   int64_t batch = 8, size = 224, iters = 3;
   bool json = false;
 };
@@ -45,30 +45,34 @@ int run_bench(const BenchArgs& a) {
   // The figure the issue and the literature quote (35.9 for ViT-B/16 at 224) next to our count.
   const double gflop = dinov3_gflop_per_image(config, a.size);
   for (const auto& name : dtypes) {
-    const torch::ScalarType dtype = parse_compute_dtype(name);
+    const torch::ScalarType dtype = parse_compute_dtype(name, a.device);
     torch::manual_seed(0);
     models::DinoV3ViT model(config);
-    model->to(dtype);
+    const torch::Device device(a.device);
+    model->to(device, dtype);
     model->eval();
     model->fuse_for_inference();
-    torch::Tensor x = torch::randn({a.batch, 3, a.size, a.size}).to(dtype);
+    torch::Tensor x = torch::randn({a.batch, 3, a.size, a.size}).to(device, dtype);
     torch::InferenceMode guard;
-    model->forward(x);  // warm-up: oneDNN primitive creation, allocator
+    // Reading one element waits for an asynchronous device to finish.
+    auto forward = [&] { model->forward(x).pooler_output.sum().item<double>(); };
+    forward();  // warm-up: oneDNN primitive creation, allocator
     std::vector<double> times;
     for (int64_t i = 0; i < a.iters; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      model->forward(x);
+      forward();
       times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     std::sort(times.begin(), times.end());
     const double best = times.front(), median = times[times.size() / 2];
     const double images_per_s = a.batch / best;
     const double model_gflops = images_per_s * gflop;
-    const double gemm = measure_gemm_gflops(dtype);
+    const double gemm = measure_gemm_gflops(dtype, device);
     // The rate the model's linear layers actually get (oneDNN on the CPU): the tighter ceiling.
-    const double linear = measure_linear_gflops(dtype);
+    const double linear = measure_linear_gflops(dtype, device);
     nlohmann::json r = {{"bench", "dinov3"},
                         {"variant", a.variant},
+                        {"device", a.device},
                         {"dtype", name},
                         {"batch", a.batch},
                         {"size", a.size},
@@ -85,7 +89,9 @@ int run_bench(const BenchArgs& a) {
                         {"linear_gflops", linear},
                         {"ratio_to_linear", model_gflops / linear},
                         {"peak_rss_gb", peak_rss_gb()},
-                        {"blas", loaded_blas_library()}};
+                        {"blas", loaded_blas_library()},
+                        {"cpu_isa", cpu_isa()},
+                        {"libtorch", TORCH_VERSION}};
     if (a.json) {
       std::cout << r.dump() << std::endl;
     } else {
@@ -109,6 +115,7 @@ VIDFUSE_BENCH(
       sub.add_option("--variant", a->variant, "vits16|vitb16|vitl16|...")->capture_default_str();
       sub.add_option("--dtype", a->dtype, "fp32, bf16 or both")->capture_default_str();
       sub.add_option("--batch", a->batch)->capture_default_str();
+      sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
       sub.add_option("--size", a->size, "Square input size")->capture_default_str();
       sub.add_option("--iters", a->iters, "Timed iterations (best is reported)")
           ->capture_default_str();

@@ -71,7 +71,7 @@ void write_ssv2_like(const std::string& path) {
 int run(const BenchArgs& a) {
   const bool small = a.small;
   const int n_videos = a.videos > 0 ? a.videos : (small ? 6 : 4);
-  const torch::ScalarType compute = cli::parse_compute_dtype(a.dtype);
+  const torch::ScalarType compute = cli::parse_compute_dtype(a.dtype, a.device);
   const torch::Device device(a.device);
 
   data::ExtractOptions o;
@@ -155,6 +155,8 @@ int run(const BenchArgs& a) {
 
   const double e2e = s.videos_per_s(), model_rate = n_videos / model_s;
   nlohmann::json j = {{"bench", "extract"},
+                      {"cpu_isa", cpu_isa()},
+                      {"libtorch", TORCH_VERSION},
                       {"config", small ? "small: vits16 112px x8 frames, i3d 16x193"
                                        : "vitb16 224px x16 frames, i3d 64x224"},
                       {"dtype", a.dtype},

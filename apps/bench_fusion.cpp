@@ -29,7 +29,7 @@ constexpr double kI3dGflopPerClip = 222.0;
 constexpr int64_t kSsv2TrainVideos = 168913;
 
 struct BenchArgs {
-  std::string precision = "fp32", config;
+  std::string precision = "fp32", config, device = "cpu";
   int64_t batch = 32, iters = 3, frames = 16;
   bool json = false;
 };
@@ -66,6 +66,7 @@ int run_bench(const BenchArgs& a) {
 
   for (const auto& precision : precisions) {
     tc.precision = precision;
+    tc.device = a.device;
     tc.batch_size = a.batch;
     tc.max_steps = 1 + a.iters;  // the first step warms up allocator and kernels
     tc.log_every = 1;
@@ -94,13 +95,14 @@ int run_bench(const BenchArgs& a) {
     const double eval_sps = a.batch / eval_best;
 
     const double train_gflops = 3 * fwd_gflop * train_sps;  // backward ≈ 2× forward
-    const double gemm =
-        measure_gemm_gflops(precision == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+    const double gemm = measure_gemm_gflops(
+        precision == "bf16" ? torch::kBFloat16 : torch::kFloat32, torch::Device(a.device));
     const double epoch_s = kSsv2TrainVideos / train_sps;
     int64_t params = 0;
     for (const auto& p : trainer.model()->parameters()) params += p.numel();
     nlohmann::json r = {{"bench", "fusion"},
                         {"precision", precision},
+                        {"device", a.device},
                         {"batch", a.batch},
                         {"threads", torch::get_num_threads()},
                         {"parallel_for_threads", parallel_for_threads()},
@@ -122,6 +124,8 @@ int run_bench(const BenchArgs& a) {
                         {"ssv2_epoch_hours", epoch_s / 3600},
                         {"peak_rss_gb", peak_rss_gb()},
                         {"blas", loaded_blas_library()},
+                        {"cpu_isa", cpu_isa()},
+                        {"libtorch", TORCH_VERSION},
                         {"model", models::to_json(mc)}};
     if (a.json) {
       std::cout << r.dump() << std::endl;
@@ -150,6 +154,7 @@ VIDFUSE_BENCH(
           ->check(CLI::IsMember({"fp32", "bf16", "both"}))
           ->capture_default_str();
       sub.add_option("--batch", a->batch, "Global batch")->capture_default_str();
+      sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
       sub.add_option("--iters", a->iters, "Timed steps (best is reported)")->capture_default_str();
       sub.add_option("--frames", a->frames, "Semantic frames per video")->capture_default_str();
       sub.add_option("--config", a->config,

@@ -19,7 +19,7 @@ namespace {
 struct BenchOptions {
   bool json = false;
   int64_t frames = 64, batch = 1, size = 224;
-  std::string dtype = "both";
+  std::string dtype = "both", device = "cpu";
   int iters = 3;
 };
 
@@ -28,14 +28,17 @@ nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype,
   torch::manual_seed(0);
   models::I3DConfig config;  // 3 channels, 400 classes: the Kinetics RGB model
   models::InceptionI3d model(config);
+  const torch::Device device(o.device);
+  model->to(device);
   model->eval();
   model->fuse_for_inference(dtype);
-  const torch::Tensor clip = torch::rand({o.batch, 3, o.frames, o.size, o.size}) * 2 - 1;
+  const torch::Tensor clip =
+      (torch::rand({o.batch, 3, o.frames, o.size, o.size}) * 2 - 1).to(device);
 
   torch::InferenceMode guard;
   auto run = [&] {
     const auto start = std::chrono::steady_clock::now();
-    auto out = model->forward(clip);
+    model->forward(clip).logits.sum().item<double>();  // the read waits for a GPU
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
   run();  // warm-up: oneDNN primitive creation, allocator
@@ -44,12 +47,15 @@ nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype,
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2], best = times.front();
   const double gflop = models::i3d_flops(config, o.frames, o.size, o.size) / 1e9;
-  const double gemm = measure_gemm_gflops(dtype);
+  const double gemm = measure_gemm_gflops(dtype, device);
   // oneDNN's rate on the same product: the convolutions run on oneDNN, so this is the tighter
   // ceiling where it beats the BLAS.
-  const double linear = measure_linear_gflops(dtype);
+  const double linear = measure_linear_gflops(dtype, device);
   return {{"bench", "i3d"},
+          {"cpu_isa", cpu_isa()},
+          {"libtorch", TORCH_VERSION},
           {"dtype", name},
+          {"device", o.device},
           {"batch", o.batch},
           {"frames", o.frames},
           {"size", o.size},
@@ -102,6 +108,7 @@ VIDFUSE_BENCH("i3d", "I3D seconds per 64x224x224 clip vs the GEMM ceiling", [](C
       ->check(CLI::IsMember({"fp32", "bf16", "both"}))
       ->capture_default_str();
   sub.add_option("--iters", o->iters, "Timed forwards (after one warm-up)")->capture_default_str();
+  sub.add_option("--device", o->device, "cpu, cuda, cuda:N")->capture_default_str();
   return [o] { return run_bench(*o); };
 });
 

@@ -8,7 +8,10 @@
 
 #include "command.h"
 #include "dtype_option.h"
+#include "vidfuse/core/cluster_env.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/launch.h"
+#include "vidfuse/core/runtime.h"
 #include "vidfuse/data/extract_settings.h"
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/data/feature_store.h"
@@ -28,7 +31,8 @@ struct Args {
   std::vector<int64_t> layers;
   std::string dtype = "fp16", compute = "fp32", shard, format = "safetensors";
   std::string flow_method = "tvl1", progress = "auto", device = "cpu";
-  int workers = 2, prefetch = 4;
+  int workers = 2, prefetch = 4, nproc = 1;
+  bool tf32 = false;
   int64_t stop_after = -1;
   bool json = false;
 };
@@ -41,6 +45,13 @@ torch::ScalarType storage_dtype(const std::string& name) {
 }
 
 int run_extract(const Args& a) {
+  if (a.nproc > 1 && !launched_as_worker()) {
+    std::cerr << "extract: starting " << a.nproc << " processes on this machine\n";
+    const int status = launch_local_workers(a.nproc, this_command_line());
+    // Each rank indexed the store when it finished; the last may have missed the others' files.
+    if (status != 2) data::write_store_index(a.out);
+    return status;
+  }
   bool sem = false, mot = false, flo = false;
   for (const auto& s : data::split_commas(a.streams)) {
     if (s == "semantic")
@@ -89,8 +100,10 @@ int run_extract(const Args& a) {
   else
     throw Error("--progress '" + a.progress + "': auto, bar, lines or off");
 
-  const torch::ScalarType compute = cli::parse_compute_dtype(a.compute);
-  const torch::Device device(a.device);
+  const torch::ScalarType compute = cli::parse_compute_dtype(a.compute, a.device);
+  // One GPU per process: "cuda" means this rank's own, cuda:LOCAL_RANK (torchrun, --nproc, srun).
+  const torch::Device device(device_for_rank(a.device, process_place_from_env().local_rank));
+  if (a.tf32) set_tf32(true);
   const data::Manifest manifest = data::read_manifest(a.manifest, a.videos);
   std::cerr << "extract: " << manifest.videos.size() << " videos from " << manifest.source << "\n";
 
@@ -184,7 +197,11 @@ std::function<int()> setup_extract(CLI::App& sub) {
   sub.add_option("--dtype", a->dtype, "Storage dtype: fp16, bf16 or fp32")->capture_default_str();
   sub.add_option("--compute", a->compute, "Compute dtype: fp32 or bf16")->capture_default_str();
   sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
-  sub.add_option("--shard", a->shard, "i/n: this process's share (default: RANK/WORLD_SIZE)");
+  sub.add_option("--shard", a->shard,
+                 "i/n: this process's share (default: from torchrun / Slurm / Kubernetes)");
+  sub.add_option("--nproc", a->nproc, "Processes on this machine (one per GPU), one store")
+      ->capture_default_str();
+  sub.add_flag("--tf32", a->tf32, "Allow TF32 matrix products on CUDA (off: fp32 parity)");
   sub.add_option("--format", a->format,
                  "safetensors, or npy (also <id>_rgb.npy/_flow.npy as video_features writes)")
       ->capture_default_str();

@@ -19,6 +19,7 @@ struct FramesArgs {
   std::string video, out, sampler = "segment", transform = "none", out_of_bound = "loop";
   vidfuse::io::SamplingSpec spec;
   int decode_threads = 0;
+  std::string seek = "auto";
 };
 
 int run_frames(const FramesArgs& a) {
@@ -29,6 +30,14 @@ int run_frames(const FramesArgs& a) {
   const TransformPreset preset = parse_transform_preset(a.transform);
   DecodeOptions decode;
   decode.threads = a.decode_threads;
+  if (a.seek == "auto")
+    decode.seek = SeekMode::Auto;
+  else if (a.seek == "never")
+    decode.seek = SeekMode::Never;
+  else if (a.seek == "always")
+    decode.seek = SeekMode::Always;
+  else
+    throw vidfuse::Error("--seek '" + a.seek + "': auto, never or always");
 
   const Clip clip = load_clip(a.video, spec, decode);
   torch::Tensor view = clip.frames;
@@ -73,6 +82,8 @@ VIDFUSE_COMMAND(
       auto a = std::make_shared<FramesArgs>();
       sub.add_option("VIDEO", a->video, "Video file, frame folder or image")->required();
       sub.add_option("--out", a->out, "Output folder")->required();
+      sub.add_option("--seek", a->seek, "auto | never | always (how the reader reaches frames)")
+          ->capture_default_str();
       sub.add_option("--sampler", a->sampler, "segment | uniform | fps | sliding | all")
           ->capture_default_str();
       sub.add_option("--segments", a->spec.num_segments, "segment: number of segments")

@@ -22,9 +22,14 @@ json probe_one(const std::string& path, int decode_threads) {
   int64_t keyframes = 0;
   for (uint8_t k : table.keyframe) keyframes += k;
   const auto& info = source->info();
+  // The index's count wins over the header's: a header that disagrees is reported in `warnings`
+  // (a Cinepak AVI seen in the wild says 444 and holds 68).
   int64_t count = header.frame_count;
   std::string count_source = header.frame_count_source;
-  if (count < 0) {
+  if (count >= 0 && !table.times.empty() && count != table.size()) {
+    count = table.size();
+    count_source = info.frame_count_source;
+  } else if (count < 0) {
     if (auto* reader = dynamic_cast<vidfuse::io::VideoReader*>(source.get())) {
       count = reader->count_frames_by_decoding();  // the header has none: count for real
       count_source = "decoded";

@@ -10,8 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "vidfuse/core/cluster_env.h"
 #include "vidfuse/core/error.h"
-#include "vidfuse/train/launch.h"
+#include "vidfuse/core/launch.h"
+#include "vidfuse/core/runtime.h"
 #include "vidfuse/train/train_data.h"
 #include "vidfuse/train/trainer.h"
 
@@ -19,23 +21,6 @@ namespace {
 
 using nlohmann::json;
 using namespace vidfuse;
-
-// This process's own command line, to re-run it as the workers.
-std::vector<std::string> own_command_line() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::string> args;
-  std::string cur;
-  for (char c : all) {
-    if (c == '\0') {
-      args.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  return args;
-}
 
 json read_json_file(const std::string& path) {
   std::ifstream in(path);
@@ -70,9 +55,9 @@ void print_record(const json& r) {
 }
 
 int run_train(const TrainFlags& flags) {
-  if (flags.nproc > 1 && !train::launched_as_worker()) {
+  if (flags.nproc > 1 && !launched_as_worker()) {
     std::printf("starting %d ranks on this machine\n", flags.nproc);
-    return train::launch_local_workers(flags.nproc, own_command_line());
+    return launch_local_workers(flags.nproc, this_command_line());
   }
   json j = flags.config.empty() ? json::object() : read_json_file(flags.config);
   if (!j.is_object()) fail_file(flags.config, "the config must be a JSON object");
@@ -93,7 +78,11 @@ int run_train(const TrainFlags& flags) {
                 ": no training data (set data.train and data.store, or --train/--store; or "
                 "--source videos with --train and the backbones)");
 
-  auto dist = train::Distributed::from_env();
+  // One GPU per rank: "cuda" means this rank's own, cuda:LOCAL_RANK (torchrun, --nproc, srun).
+  const ProcessPlace place = process_place_from_env();
+  if (place.world_size > 1) config.device = device_for_rank(config.device, place.local_rank);
+  auto dist = train::Distributed::from_env(config.device);
+  warn_if_bf16_is_emulated(config.precision == "bf16", config.device);
   auto data = train::open_train_data(config.data, config.model.arch, config.seed, config.device);
   // Saved in every checkpoint: eval and predict then decode exactly the way training did, even
   // once the store these settings partly came from is gone.

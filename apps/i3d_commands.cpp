@@ -6,6 +6,7 @@
 #include <set>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/runtime.h"
 #include "vidfuse/models/i3d.h"
 #include "vidfuse/models/i3d_names.h"
 #include "vidfuse/weights/checkpoint.h"
@@ -15,7 +16,10 @@ namespace {
 
 torch::ScalarType compute_dtype(const std::string& name) {
   if (name == "fp32") return torch::kFloat32;
-  if (name == "bf16") return torch::kBFloat16;
+  if (name == "bf16") {
+    warn_if_bf16_is_emulated(true, "cpu");
+    return torch::kBFloat16;
+  }
   throw Error("I3D: unknown --dtype '" + name + "' (expected fp32 or bf16)");
 }
 

@@ -1,27 +1,51 @@
 #!/usr/bin/env bash
-# Installs every Debian package vidfuse needs to build, test and benchmark.
+# Installs everything vidfuse needs to build, test and benchmark:
+#   1. Debian packages (toolchain, FFmpeg, OpenCV, gloo headers, test libraries);
+#   2. LibTorch 2.x, taken from the `torch` wheel (CUDA-enabled) in a project-local virtual
+#      environment (.venv, or $VIDFUSE_VENV), never the system Python.
 # Idempotent and quiet: when everything is present it returns in well under a second.
+# VIDFUSE_TORCH_SPEC overrides the pinned wheel (e.g. "torch==2.15.0"); set VIDFUSE_NO_TORCH=1 to
+# skip step 2 when building against a LibTorch of your own (-DCMAKE_PREFIX_PATH=...).
 set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang-format
-  libtorch-dev libopenblas0-openmp libgloo-dev
+  python3-venv libgloo-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
   libopencv-video-dev libopencv-contrib-dev libopencv-imgcodecs-dev
   nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev libjpeg-dev
 )
+# python3-venv only matters where python3 is Debian's (pyenv and others bring venv with them).
+python3 -c "import venv, ensurepip" 2>/dev/null && PACKAGES=("${PACKAGES[@]/python3-venv/}")
 
 missing=()
-for p in "${PACKAGES[@]}"; do
+for p in ${PACKAGES[@]}; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ "${VIDFUSE_NO_TORCH:-0}" = 1 ] && exit 0
+# The pinned LibTorch: the wheel's CMake package, headers and libraries (libtorch_cuda included,
+# with the CUDA runtime libraries it needs from the nvidia-* wheels).
+spec=${VIDFUSE_TORCH_SPEC:-torch==2.15.0}
+venv=${VIDFUSE_VENV:-$root/.venv}
+stamp="$venv/.vidfuse-torch"
+[ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec" ] && exit 0
+echo "install-deps: installing $spec into $venv (LibTorch for C++; about 5 GB, a few minutes)" >&2
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "$spec" >/dev/null
+"$venv/bin/python" - <<'PY' >/dev/null 2>&1
+import torch, torch.utils
+assert torch.utils.cmake_prefix_path
+PY
+echo "$spec" >"$stamp"

@@ -16,9 +16,12 @@ struct Case {
   std::string dir;
 };
 
-void check_parity(const std::string& name, torch::ScalarType dtype, bool fused, double tol) {
+void check_parity_with(const std::string& name, torch::ScalarType dtype, bool fused, double tol,
+                       models::AttentionKernel kernel, torch::Device device = torch::kCPU) {
+  vidfuse::test::AttentionKernelScope use(kernel);
   const std::string dir = fixture("dinov3/" + name);
   auto model = models::load_dinov3(dir, dtype);
+  model->to(device);
   // Two threads: the fused path's oneDNN linear layers take their oneDNN kernel only with more
   // than one (a 1x1 convolution of batch 1 otherwise goes to ATen's own).
   vidfuse::test::ThreadCountScope threads(2);
@@ -26,13 +29,14 @@ void check_parity(const std::string& name, torch::ScalarType dtype, bool fused, 
   auto input = weights::load_safetensors(dir + "/input.safetensors").at("pixel_values");
   auto expected = weights::load_safetensors(dir + "/expected.safetensors");
   torch::InferenceMode guard;
-  auto out = model->forward(input.to(dtype));
+  auto out = model->forward(input.to(device, dtype));
+  for (auto* t : {&out.last_hidden_state, &out.pooler_output, &out.patch_tokens}) *t = t->cpu();
   const double e_last =
       rel_error(out.last_hidden_state.to(torch::kFloat32), expected.at("last_hidden_state"));
   const double e_pool =
       rel_error(out.pooler_output.to(torch::kFloat32), expected.at("pooler_output"));
-  EXPECT_LE(e_last, tol) << name << " last_hidden_state";
-  EXPECT_LE(e_pool, tol) << name << " pooler_output";
+  EXPECT_LE(e_last, tol) << name << " last_hidden_state, " << vidfuse::test::kernel_name(kernel);
+  EXPECT_LE(e_pool, tol) << name << " pooler_output, " << vidfuse::test::kernel_name(kernel);
   // The patch grid is the tail of last_hidden_state, row-major.
   const auto& c = model->config();
   const int64_t h = input.size(2) / 16, w = input.size(3) / 16;
@@ -41,6 +45,12 @@ void check_parity(const std::string& name, torch::ScalarType dtype, bool fused, 
   EXPECT_LE(
       rel_error(out.patch_tokens.reshape({input.size(0), h * w, -1}).to(torch::kFloat32), tail),
       tol);
+}
+
+// Every fixture on both attention kernels: SDPA (LibTorch's fused kernel) and the per-head path.
+void check_parity(const std::string& name, torch::ScalarType dtype, bool fused, double tol) {
+  for (const auto kernel : vidfuse::test::kBothKernels)
+    check_parity_with(name, dtype, fused, tol, kernel);
 }
 
 }  // namespace
@@ -58,6 +68,18 @@ TEST(DinoV3Parity, TinyGatedBf16) {
 }
 TEST(DinoV3Parity, TinyGatedBf16Fused) {
   check_parity("tiny-gated-bf16", torch::kBFloat16, true, 3e-2);
+}
+
+// On a GPU (scripts/gpu-check.sh): SDPA's flash / memory-efficient kernels and the per-head path.
+TEST(DinoV3ParityCuda, Fp32AndBf16BothKernels) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (const auto kernel : vidfuse::test::kBothKernels)
+    for (const bool fused : {false, true}) {
+      check_parity_with("tiny-mlp", torch::kFloat32, fused, 1e-4, kernel, torch::kCUDA);
+      check_parity_with("tiny-mlp", torch::kBFloat16, fused, 3e-2, kernel, torch::kCUDA);
+      check_parity_with("tiny-gated-bf16", torch::kFloat32, fused, 1e-4, kernel, torch::kCUDA);
+      check_parity_with("tiny-gated-bf16", torch::kBFloat16, fused, 3e-2, kernel, torch::kCUDA);
+    }
 }
 
 TEST(DinoV3, RefusesFp16WithReason) {

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "test_train_synthetic.h"
+#include "test_util.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/models/fusion.h"
 
@@ -70,9 +71,7 @@ void expect_gradient_matches(const std::string& what, torch::Tensor x,
   }
 }
 
-}  // namespace
-
-TEST(FusionModel, GradientsMatchFiniteDifferences) {
+void check_gradients_match_finite_differences() {
   auto model = FusionModel(gradcheck_config());
   model->to(torch::kDouble);
   {
@@ -104,6 +103,44 @@ TEST(FusionModel, GradientsMatchFiniteDifferences) {
   expect_gradient_matches("input semantic", in.semantic, loss, 6);
   expect_gradient_matches("input semantic_cls", in.semantic_cls, loss, 4);
   expect_gradient_matches("input motion", in.motion, loss, 6);
+}
+
+}  // namespace
+
+TEST(FusionModel, GradientsMatchFiniteDifferences) {
+  for (const auto kernel : vidfuse::test::kBothKernels) {
+    SCOPED_TRACE(vidfuse::test::kernel_name(kernel));
+    vidfuse::test::AttentionKernelScope use(kernel);
+    check_gradients_match_finite_differences();
+  }
+}
+
+TEST(FusionModel, AttentionKernelsAgreeForwardAndBackward) {
+  // fp32, training mode off (dropout), the default-sized heads: SDPA and the per-head path give
+  // the same logits and the same parameter gradients to float32 rounding.
+  torch::manual_seed(0);
+  auto model = FusionModel(gradcheck_config());
+  model->eval();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->named_parameters())
+      if (p.key().find("_gate") != std::string::npos) p.value().fill_(0.5);
+  }
+  auto in = gradcheck_input(torch::kFloat32);
+  std::vector<torch::Tensor> logits, grads;
+  for (const auto kernel : vidfuse::test::kBothKernels) {
+    vidfuse::test::AttentionKernelScope use(kernel);
+    model->zero_grad();
+    auto out = model->forward(in);
+    out.square().sum().backward();
+    logits.push_back(out.detach());
+    std::vector<torch::Tensor> g;
+    for (auto& p : model->parameters())
+      if (p.grad().defined()) g.push_back(p.grad().reshape(-1).clone());
+    grads.push_back(torch::cat(g));
+  }
+  EXPECT_LE(vidfuse::test::rel_error(logits[0], logits[1]), 1e-5);
+  EXPECT_LE(vidfuse::test::rel_error(grads[0], grads[1]), 1e-5);
 }
 
 TEST(FusionModel, EveryArchProducesLogitsAndUsesOnlyItsStreams) {

@@ -36,8 +36,10 @@ weights::TensorMap fixture_case(const std::string& stream, const std::string& na
 
 enum class Mode { kFp32, kFp32Fused, kBf16Fused };
 
-void check_parity(const std::string& stream, const std::string& name, Mode mode) {
+void check_parity(const std::string& stream, const std::string& name, Mode mode,
+                  torch::Device device = torch::kCPU) {
   InceptionI3d model = models::load_i3d(fixture_state(stream), stream + "/model.safetensors");
+  model->to(device);
   if (mode == Mode::kFp32Fused) model->fuse_for_inference(torch::kFloat32);
   if (mode == Mode::kBf16Fused) model->fuse_for_inference(torch::kBFloat16);
   const double tol = mode == Mode::kBf16Fused ? 3e-2 : 1e-4;
@@ -45,8 +47,9 @@ void check_parity(const std::string& stream, const std::string& name, Mode mode)
   models::I3DOutput out;
   {
     torch::InferenceMode guard;
-    out = model->forward(data.at("input"));
+    out = model->forward(data.at("input").to(device));
   }
+  for (auto* t : {&out.mixed_5c, &out.features, &out.logits, &out.logits_mean}) *t = t->cpu();
   for (const auto& [key, value] :
        {std::pair{"mixed_5c", out.mixed_5c}, {"features", out.features}, {"logits", out.logits}}) {
     const torch::Tensor& expected = data.at(key);
@@ -73,6 +76,16 @@ TEST(I3DParity, RgbCase1Fp32Fused) { check_parity("rgb", "case1", Mode::kFp32Fus
 TEST(I3DParity, RgbCase1Bf16Fused) { check_parity("rgb", "case1", Mode::kBf16Fused); }
 TEST(I3DParity, FlowCase0Fp32Fused) { check_parity("flow", "case0", Mode::kFp32Fused); }
 TEST(I3DParity, FlowCase0Bf16Fused) { check_parity("flow", "case0", Mode::kBf16Fused); }
+
+// On a GPU (scripts/gpu-check.sh): cuDNN's convolutions, TF32 off, against the same fixtures.
+TEST(I3DParityCuda, RgbAndFlowFp32AndBf16) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (const Mode mode : {Mode::kFp32, Mode::kFp32Fused, Mode::kBf16Fused}) {
+    check_parity("rgb", "case0", mode, torch::kCUDA);
+    check_parity("rgb", "case1", mode, torch::kCUDA);
+    check_parity("flow", "case0", mode, torch::kCUDA);
+  }
+}
 
 TEST(I3DModel, NamesAndShapesMatchPiergiajCheckpoint) {
   const weights::TensorMap& state = fixture_state("rgb");

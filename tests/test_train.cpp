@@ -10,6 +10,7 @@
 #include <set>
 
 #include "test_train_synthetic.h"
+#include "test_util.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/train/metrics.h"
 #include "vidfuse/train/optimizer.h"
@@ -250,6 +251,29 @@ TEST(TrainTrainer, OverfitsASmallSet) {
   auto m = evaluate(trainer.model(), *data);
   EXPECT_DOUBLE_EQ(m.top1, 1.0);
   EXPECT_LT(m.loss, 0.05);
+}
+
+// On a GPU (scripts/gpu-check.sh): the same 20 steps on CUDA (SDPA's kernels, cuBLAS with TF32 off)
+// end at the parameters the CPU reaches, within float32 rounding accumulated over the steps.
+TEST(TrainTrainerCuda, StepsOnCudaEqualStepsOnCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto data = fusion_test::random_dataset(64, 4, 3);
+  std::vector<std::map<std::string, torch::Tensor>> params;
+  for (const char* device : {"cpu", "cuda"}) {
+    auto c = tiny_train_config();
+    c.model = fusion_test::tiny_fusion_config(4);
+    c.model.use_cls = true;
+    c.max_steps = 20;
+    c.device = device;
+    Trainer trainer(c, data);
+    trainer.fit();
+    std::map<std::string, torch::Tensor> p;
+    for (const auto& kv : trainer.model()->named_parameters())
+      p[kv.key()] = kv.value().detach().cpu();
+    params.push_back(std::move(p));
+  }
+  for (const auto& [name, cpu] : params[0])
+    EXPECT_LE(vidfuse::test::rel_error(params[1].at(name), cpu), 1e-3) << name;
 }
 
 TEST(TrainTrainer, FusionBeatsSingleStreamBaselinesWhenBothStreamsMatter) {

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include "vidfuse/models/attention.h"
+
 namespace vidfuse::test {
 
 inline std::string fixture(const std::string& rel) {
@@ -30,6 +32,25 @@ class ThreadCountScope {
  private:
   int saved_;
 };
+
+// Forces one attention kernel (models/attention.h) for a scope.
+class AttentionKernelScope {
+ public:
+  explicit AttentionKernelScope(vidfuse::models::AttentionKernel k)
+      : saved_(vidfuse::models::attention_kernel()) {
+    vidfuse::models::set_attention_kernel(k);
+  }
+  ~AttentionKernelScope() { vidfuse::models::set_attention_kernel(saved_); }
+
+ private:
+  vidfuse::models::AttentionKernel saved_;
+};
+
+inline const char* kernel_name(vidfuse::models::AttentionKernel k) {
+  return k == vidfuse::models::AttentionKernel::Sdpa ? "sdpa" : "per-head";
+}
+constexpr vidfuse::models::AttentionKernel kBothKernels[] = {
+    vidfuse::models::AttentionKernel::Sdpa, vidfuse::models::AttentionKernel::PerHead};
 
 // A fresh directory under the system temp dir, removed when the object dies.
 class ScratchDir {

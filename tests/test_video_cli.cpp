@@ -38,7 +38,87 @@ std::vector<nlohmann::json> json_lines(const std::string& text) {
   return v;
 }
 
+// FFmpeg's own pictures, in the order its decoder puts them out (`-fps_mode passthrough`: no frame
+// dropped or duplicated), as the index each one spells.
+std::vector<int64_t> ffmpeg_decode_order(const TestVideo& v) {
+  const std::string cmd = "ffmpeg -v error -i '" + v.path +
+                          "' -fps_mode passthrough -pix_fmt rgb24 -f rawvideo - 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string bytes;
+  char buf[1 << 16];
+  size_t n;
+  while (p && (n = std::fread(buf, 1, sizeof(buf), p)) > 0) bytes.append(buf, n);
+  if (p) ::pclose(p);
+  const int64_t frame_bytes = v.width * v.height * 3;
+  std::vector<int64_t> order;
+  for (size_t at = 0; at + frame_bytes <= bytes.size(); at += frame_bytes)
+    order.push_back(decode_index(
+        torch::from_blob(bytes.data() + at, {v.height, v.width, 3}, torch::kUInt8).clone()));
+  return order;
+}
+
 }  // namespace
+
+// Frame i is FFmpeg's picture i for every container and codec, including the ones whose packets
+// carry no presentation timestamps (AVI) and decoders that reorder (B-frames).
+TEST(VideoCli, FramesAreFfmpegsPicturesInItsOutputOrder) {
+  for (const char* name :
+       {"mpeg4_bframes", "mpeg4", "h264", "h264_bframes_mkv", "vp9", "vfr", "mjpeg"}) {
+    SCOPED_TRACE(name);
+    const TestVideo& v = TestVideos::get()[name];
+    const std::vector<int64_t> reference = ffmpeg_decode_order(v);
+    ASSERT_EQ(static_cast<int64_t>(reference.size()), v.frames) << "ffmpeg decoded another count";
+    ASSERT_EQ(reference, iota(v.frames));  // the written frames, in order
+    // Every seek mode where seeking matters (B-frames, seekable index); the default elsewhere.
+    const std::string n = name;
+    const bool reorders = n == "mpeg4_bframes" || n == "h264" || n == "h264_bframes_mkv";
+    for (const char* seek : {"auto", "never", "always"}) {
+      if (!reorders && std::string(seek) != "auto") continue;
+      ScratchDir dir;
+      const RunResult r = run_cli("frames '" + v.path + "' --sampler all --seek " + seek +
+                                  " --out '" + dir / "out" + "' >/dev/null");
+      ASSERT_EQ(r.status, 0) << seek;
+      std::vector<std::string> pngs;
+      for (const auto& e : std::filesystem::directory_iterator(dir / "out"))
+        if (e.path().extension() == ".png") pngs.push_back(e.path().string());
+      std::sort(pngs.begin(), pngs.end());
+      std::vector<int64_t> got;
+      for (const auto& png : pngs) got.push_back(decode_index(io::read_image_rgb(png)));
+      EXPECT_EQ(got, reference) << "seek " << seek;
+    }
+  }
+}
+
+// A header that promises more frames than the file holds (as a Cinepak AVI seen in the wild does:
+// 444 said, 68 there): probe says so and reports what the index found.
+TEST(VideoCli, ProbeWarnsWhenTheHeaderFrameCountIsWrong) {
+  const TestVideo& v = TestVideos::get()["mpeg4"];  // 30 frames
+  ScratchDir dir;
+  std::string bytes = read_bytes(v.path);
+  // The AVI main header's dwTotalFrames and the video stream header's dwLength: say 444.
+  auto patch = [&](const std::string& chunk, size_t offset) {
+    const size_t at = bytes.find(chunk);
+    ASSERT_NE(at, std::string::npos) << chunk;
+    const uint32_t n = 444;
+    for (int k = 0; k < 4; ++k)
+      bytes[at + 8 + offset + k] = static_cast<char>((n >> (8 * k)) & 0xff);
+  };
+  patch("avih", 16);
+  patch("strh", 32);
+  const std::string cut = dir / "lying.avi";
+  write_bytes(cut, bytes);
+  const RunResult r = run_cli("probe --json '" + cut + "'");
+  const auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.out;
+  const int64_t count = lines[0]["frame_count"];
+  EXPECT_EQ(count, 30) << r.out;
+  std::string all_warnings;
+  for (const auto& w : lines[0]["warnings"]) all_warnings += w.get<std::string>() + "\n";
+  EXPECT_NE(
+      all_warnings.find("the header says 444 frames but the stream holds " + std::to_string(count)),
+      std::string::npos)
+      << r.out;
+}
 
 TEST(VideoCli, ProbeReportsEachFileAndCarriesOnPastBadOnes) {
   auto& vids = TestVideos::get();

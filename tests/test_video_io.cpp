@@ -117,8 +117,8 @@ TEST_P(VideoIO, ReadsAnySubsetInTheOrderAsked) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, VideoIO,
-                         ::testing::Values("h264", "vp9", "vp8", "mpeg4", "mjpeg", "h264_mkv",
-                                           "odd_vp9", "odd_h264"));
+                         ::testing::Values("h264", "vp9", "vp8", "mpeg4", "mpeg4_bframes", "mjpeg",
+                                           "h264_mkv", "h264_bframes_mkv", "odd_vp9", "odd_h264"));
 
 TEST(VideoReader, ReportsContainerAndCodec) {
   auto& vids = TestVideos::get();

@@ -145,7 +145,8 @@ TEST(VideoSampling, SampleFramesDispatchesAndExplainsShortVideos) {
 
 TEST(VideoSampling, EverySamplerGetsExactlyItsFramesFromRealVideos) {
   auto& vids = TestVideos::get();
-  for (const char* name : {"h264", "vp9", "mpeg4", "long", "vfr"}) {
+  for (const char* name :
+       {"h264", "vp9", "mpeg4", "mpeg4_bframes", "h264_bframes_mkv", "long", "vfr"}) {
     const TestVideo& v = vids[name];
     for (auto kind : {SamplingSpec::Kind::Segment, SamplingSpec::Kind::Uniform,
                       SamplingSpec::Kind::FixedRate, SamplingSpec::Kind::Sliding}) {

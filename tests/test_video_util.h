@@ -143,6 +143,13 @@ class TestVideos {
     mpeg4.gop = 8;
     add("mpeg4", "mpeg4.avi", 30, 64, 48, mpeg4, "mpeg4");
 
+    // MPEG-4 Part 2 with B-frames in AVI, as UCF101 and HMDB51 ship: the container stores decode
+    // timestamps only, and the decoder delays its output by one picture.
+    VideoWriterOptions mpeg4_b = mpeg4;
+    mpeg4_b.max_b_frames = 2;
+    mpeg4_b.gop = 12;
+    add("mpeg4_bframes", "mpeg4_bframes.avi", 30, 64, 48, mpeg4_b, "mpeg4");
+
     VideoWriterOptions mjpeg;
     mjpeg.codec = "mjpeg";
     mjpeg.fps = 12;
@@ -151,6 +158,8 @@ class TestVideos {
     VideoWriterOptions mkv = h264;
     mkv.max_b_frames = 0;
     add("h264_mkv", "h264.mkv", 24, 64, 48, mkv, "h264");
+
+    add("h264_bframes_mkv", "h264_bframes.mkv", 24, 64, 48, h264, "h264");
 
     VideoWriterOptions odd = vp9;
     add("odd_vp9", "odd.webm", 16, 63, 47, odd, "vp9");

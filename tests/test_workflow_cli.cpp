@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "test_util.h"
@@ -158,6 +159,32 @@ TEST_F(Workflow, TwoLocalRanksTrain) {
   EXPECT_TRUE(fs::exists(path("ddp/checkpoint-last.safetensors"))) << log;
 }
 
+TEST_F(Workflow, TwoLocalProcessesExtractOneStore) {
+  // `extract --nproc 2`: two processes, each its shard (RANK of WORLD_SIZE), one store whose files
+  // equal the single-process run's, indexed once both are done.
+  std::string log;
+  ASSERT_EQ(run("extract --nproc 2 --manifest " + path("data/composite/train.json") + " --videos " +
+                    path("data/videos") + " --out " + path("store2") +
+                    " --dinov3 builtin --i3d builtin --frames 2 --size 64 --pool 2 "
+                    "--motion-fps 12 --motion-clip 9 --motion-short-side 193 "
+                    "--motion-crop 193 --dtype fp32 --progress lines",
+                &log, path("extract2.log")),
+            0)
+      << log;
+  EXPECT_NE(log.find("starting 2 processes"), std::string::npos) << log;
+  EXPECT_NE(log.find("in shard 0/2"), std::string::npos) << log;
+  EXPECT_NE(log.find("in shard 1/2"), std::string::npos) << log;
+  const json index = json::parse(slurp(path("store2/index.json")));
+  const json train = json::parse(slurp(path("data/composite/train.json")));
+  ASSERT_EQ(index["videos"].size(), train.size());
+  for (const auto& [id, entry] : index["videos"].items()) {
+    const auto a = weights::load_safetensors(path("store2/" + id + ".safetensors"));
+    const auto b = weights::load_safetensors(path("store/" + id + ".safetensors"));
+    ASSERT_EQ(a.size(), b.size()) << id;
+    for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << id << " " << name;
+  }
+}
+
 TEST_F(Workflow, BadConfigsAreNamed) {
   std::string log;
   json bad = json::parse(slurp(path("config.json")));
@@ -187,16 +214,21 @@ TEST_F(Workflow, BadConfigsAreNamed) {
 TEST(WorkflowDemo, SmallDemoRunsEndToEnd) {
   ScratchDir d;
   std::string log;
-  ASSERT_EQ(run("demo --out " + d / "demo" + " --clips 16 --epochs 1 --semantic-frames 2", &log,
-                d / "demo.log"),
-            0)
+  ASSERT_EQ(
+      run("demo --out " + d / "demo" + " --clips 18 --epochs 1 --seeds 2", &log, d / "demo.log"), 0)
       << log;
   EXPECT_NE(log.find("report:"), std::string::npos) << log;
+  EXPECT_NE(log.find("seed 1 (8/8)"), std::string::npos) << log;  // progress through every run
   const std::string report = slurp(d / "demo/report.html");
   EXPECT_NE(report.find("random weights"), std::string::npos);
   for (const char* arch : {"fusion", "semantic", "motion", "late"})
-    EXPECT_NE(report.find(std::string("href=\"") + arch + "/report.html\""), std::string::npos)
-        << arch;
+    for (const char* seed : {"seed-0", "seed-1"}) {
+      const std::string link = std::string(arch) + "/" + seed + "/report.html";
+      EXPECT_NE(report.find("href=\"" + link + "\""), std::string::npos) << link;
+      EXPECT_TRUE(fs::exists(d / ("demo/" + link))) << link;
+    }
+  // No raw floats in the summary: durations in seconds, fractions as percentages.
+  EXPECT_FALSE(std::regex_search(report, std::regex("[0-9]\\.[0-9]{4}"))) << report;
 }
 
 }  // namespace

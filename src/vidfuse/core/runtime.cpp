@@ -1,6 +1,8 @@
 #include "vidfuse/core/runtime.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/Utils.h>
 #include <malloc.h>
 #include <torch/torch.h>
 
@@ -28,6 +30,8 @@ std::string loaded_blas_library() {
 }
 
 bool blas_is_fast() {
+  // The torch wheel links MKL statically: nothing to see in the process maps, but ATen knows.
+  if (at::hasMKL()) return true;
   const std::string lib = loaded_blas_library();
   for (const char* fast : {"openblas", "mkl", "blis"})
     if (lib.find(fast) != std::string::npos) return true;
@@ -43,6 +47,57 @@ int parallel_for_threads() {
     seen.insert(at::get_thread_num());
   });
   return static_cast<int>(seen.size());
+}
+
+namespace {
+
+bool cpu_has(const char* feature) {
+  static const auto caps = at::cpu::get_cpu_capabilities();
+  const auto it = caps.find(feature);
+  return it != caps.end() && it->second.isBool() && it->second.toBool();
+}
+
+}  // namespace
+
+void set_tf32(bool allow) {
+  at::globalContext().setAllowTF32CuBLAS(allow);
+  at::globalContext().setAllowTF32CuDNN(allow);
+}
+
+std::string device_for_rank(const std::string& device, int local_rank) {
+  if (device != "cuda") return device;
+  const int visible = static_cast<int>(torch::cuda::device_count());
+  return "cuda:" + std::to_string(visible > 0 ? local_rank % visible : local_rank);
+}
+
+std::string cpu_isa() {
+  const bool bf16 = cpu_has("avx512_bf16"), amx = cpu_has("amx_bf16");
+  if (bf16 && amx) return "avx512-bf16+amx";
+  if (bf16) return "avx512-bf16";
+  if (cpu_has("avx512_f") && cpu_has("avx512_bw")) return "avx512";
+  if (cpu_has("avx2") && cpu_has("fma3")) return "avx2";
+  return "baseline";
+}
+
+bool cpu_has_native_bf16() {
+  if (const char* forced = std::getenv("VIDFUSE_CPU_BF16"); forced && *forced)
+    return std::string(forced) != "0";
+  return cpu_has("avx512_bf16") || cpu_has("amx_bf16");
+}
+
+std::string bf16_compute_warning(const std::string& device) {
+  if (device.rfind("cpu", 0) != 0 || cpu_has_native_bf16()) return "";
+  return "vidfuse: warning: bf16 was asked for, but this CPU (" + cpu_isa() +
+         ") has no native bf16 (AVX512-BF16 or AMX): LibTorch emulates it, about 90x slower than "
+         "fp32 for ViT-B/16. Use --dtype fp32 (or --compute fp32) here; bf16 pays off on CPUs with "
+         "AVX512-BF16 (Zen 4, Sapphire Rapids) and on GPUs.";
+}
+
+void warn_if_bf16_is_emulated(bool bf16, const std::string& device) {
+  static std::once_flag once;
+  if (!bf16) return;
+  const std::string warning = bf16_compute_warning(device);
+  if (!warning.empty()) std::call_once(once, [&] { std::cerr << warning << "\n"; });
 }
 
 void configure_runtime(int threads) {
@@ -66,6 +121,8 @@ void configure_runtime(int threads) {
   }
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
+  const char* tf32 = std::getenv("VIDFUSE_TF32");
+  set_tf32(tf32 && std::string(tf32) == "1");
   static bool warned = false;
   if (!warned && !blas_is_fast()) {
     warned = true;

@@ -15,6 +15,8 @@
 
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/background_writer.h"
+#include "vidfuse/core/cluster_env.h"
+#include "vidfuse/core/device_stager.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/data/feature_store.h"
 #include "vidfuse/data/stream_inputs.h"
@@ -67,10 +69,8 @@ std::pair<int, int> parse_shard(const std::string& text) {
 }
 
 std::pair<int, int> shard_from_env() {
-  const char* rank = std::getenv("RANK");
-  const char* world = std::getenv("WORLD_SIZE");
-  if (!rank || !world) return {0, 1};
-  return parse_shard(std::string(rank) + "/" + world);
+  const ShardPlace place = shard_place_from_env();
+  return {place.index, place.count};
 }
 
 std::vector<int64_t> motion_indices(const io::SamplingSpec& spec, int64_t clip,
@@ -408,17 +408,41 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
   // Runs the models on a group of videos and queues their files for the writer. Semantic frames of
   // the whole group form one batch (split into semantic_batch chunks); a model error in a batch is
   // retried video by video so that one bad input fails alone.
+  // Inputs reach the models' device through pinned memory and a side stream on a GPU.
+  auto device_of = [](const torch::nn::Module& m) { return m.parameters().front().device(); };
+  DeviceStager semantic_stager(sem ? device_of(*models.dinov3) : torch::Device(torch::kCPU));
+  DeviceStager motion_stager(mot   ? device_of(*models.i3d)
+                             : flo ? device_of(*models.flow)
+                                   : torch::Device(torch::kCPU));
+  const torch::ScalarType semantic_dtype =
+      sem ? models.dinov3->parameters().front().scalar_type() : torch::kFloat32;
+  auto motion_dtype = [](const models::InceptionI3d& m) {
+    return m->fused() ? torch::kFloat32 : m->parameters().front().scalar_type();
+  };
+
   auto run_models = [&](std::vector<Pending>& group) {
     const auto t0 = Clock::now();
     auto run_batch = [&](std::vector<Pending*> batch) {
       if (sem) {
         std::vector<torch::Tensor> frames;
-        for (auto* p : batch) frames.push_back(p->item.tensors.at("semantic"));
-        const torch::Tensor all = torch::cat(frames);
+        int64_t total = 0;
+        for (auto* p : batch) {
+          frames.push_back(p->item.tensors.at("semantic"));
+          total += frames.back().size(0);
+        }
+        auto sizes = frames.front().sizes().vec();
+        sizes[0] = total;
+        torch::Tensor all = semantic_stager.host_buffer(sizes, frames.front().scalar_type());
+        torch::cat_out(all, frames);
+        // Every chunk's upload is queued first, so on a GPU chunk k+1 is copied while k runs.
+        std::vector<DeviceStager::Upload> chunks;
+        for (int64_t s = 0; s < all.size(0); s += opt.semantic_batch)
+          chunks.push_back(
+              semantic_stager.upload(all.slice(0, s, s + opt.semantic_batch), semantic_dtype));
         std::map<std::string, std::vector<torch::Tensor>> parts;
-        for (int64_t s = 0; s < all.size(0); s += opt.semantic_batch) {
-          auto r = semantic_forward(models.dinov3, all.slice(0, s, s + opt.semantic_batch),
-                                    opt.pool, opt.semantic_layers);
+        for (const auto& chunk : chunks) {
+          auto r = semantic_forward(models.dinov3, semantic_stager.ready(chunk), opt.pool,
+                                    opt.semantic_layers);
           for (auto& [k, t] : r) parts[k].push_back(t);
         }
         for (auto& [k, ts] : parts) {
@@ -435,11 +459,16 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
       for (const std::string stream : {"motion", "flow"}) {
         if ((stream == "motion" && !mot) || (stream == "flow" && !flo)) continue;
         auto& model = stream == "motion" ? models.i3d : models.flow;
+        std::vector<DeviceStager::Upload> uploads;
         for (size_t s = 0; s < batch.size(); s += opt.motion_batch) {
           std::vector<torch::Tensor> clips;
           const size_t e = std::min(batch.size(), s + opt.motion_batch);
           for (size_t k = s; k < e; ++k) clips.push_back(batch[k]->item.tensors.at(stream));
-          auto [m5c, feat] = motion_forward(model, torch::stack(clips));
+          uploads.push_back(motion_stager.upload(torch::stack(clips), motion_dtype(model)));
+        }
+        for (size_t s = 0, u = 0; s < batch.size(); s += opt.motion_batch, ++u) {
+          const size_t e = std::min(batch.size(), s + opt.motion_batch);
+          auto [m5c, feat] = motion_forward(model, motion_stager.ready(uploads[u]));
           for (size_t k = s; k < e; ++k) {
             batch[k]->out[stream + ".mixed_5c"] = m5c[k - s];
             batch[k]->out[stream + ".features"] = feat[k - s];

@@ -102,7 +102,8 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
 bool in_shard(const std::string& id, int shard_index, int shard_count);
 // "i/n" with 0 <= i < n; throws vidfuse::Error otherwise.
 std::pair<int, int> parse_shard(const std::string& text);
-// torchrun-style RANK / WORLD_SIZE from the environment; {0, 1} when unset.
+// From the launcher's environment (ranks x Slurm array / Kubernetes indexed job, see
+// core/cluster_env.h); {0, 1} when nothing is set.
 std::pair<int, int> shard_from_env();
 
 // The motion stream's frame indices for a video's timeline: `spec` (fixed rate by default), then

@@ -45,7 +45,9 @@ enum class Motion {
   Appear,
   Disappear,
   Fall,
-  Static
+  Static,
+  ShakeSideways,
+  ShakeUpDown
 };
 
 struct ActionDef {
@@ -67,6 +69,11 @@ const ActionDef kActions[] = {
     {"disappear", "[Something] disappearing", Motion::Disappear},
     {"fall", "[Something] falling", Motion::Fall},
     {"static", "Showing [something] that is not moving", Motion::Static},
+    // Fast oscillations that pass the rest position every half period: sampled at those instants
+    // (SynthOptions::shake_still_frame) the object looks still, so only a dense-frame stream sees
+    // them.
+    {"shake-sideways", "Shaking [something] from side to side", Motion::ShakeSideways},
+    {"shake-up-down", "Shaking [something] up and down", Motion::ShakeUpDown},
 };
 
 enum class Shape { Ball, Box, Triangle, Star, Ring, Cross, Diamond, Hexagon };
@@ -316,7 +323,7 @@ float progress(float t, float t0, float t1, float ease) {
 }
 
 std::vector<Pose> trajectory(Motion motion, SampleRng& rng, float W, float H, int64_t T,
-                             float radius) {
+                             float radius, const SynthOptions& o) {
   const float last = static_cast<float>(T - 1);
   auto U = [&](double lo, double hi) { return static_cast<float>(rng.uniform_real(lo, hi)); };
   // Drawn in a fixed order for every action, so a clip's look does not depend on which parameters
@@ -401,6 +408,17 @@ std::vector<Pose> trajectory(Motion motion, SampleRng& rng, float W, float H, in
         p.cx = centre_in(W, radius, place);
         p.cy = centre_in(H, radius, across);
         break;
+      case Motion::ShakeSideways:
+      case Motion::ShakeUpDown: {
+        const float amp = travel * 0.25f * std::min(W, H);
+        const float swing = amp * std::sin(2.f * static_cast<float>(kPi) *
+                                           (t - static_cast<float>(o.shake_still_frame)) /
+                                           static_cast<float>(o.shake_period));
+        p.cx = centre_in(W, radius + amp, place);
+        p.cy = centre_in(H, radius + amp, across);
+        (motion == Motion::ShakeSideways ? p.cx : p.cy) += swing;
+        break;
+      }
     }
     poses[i] = p;
   }
@@ -420,14 +438,20 @@ std::string format_size(int64_t w, int64_t h) {
 
 // The options a video's pixels depend on: a rerun with other values must not reuse the files.
 json render_key(const SynthOptions& o) {
-  return json{{"renderer_version", kRendererVersion},
-              {"seed", o.seed},
-              {"size", format_size(o.width, o.height)},
-              {"fps", o.fps},
-              {"frames", o.frames},
-              {"actions", o.actions},
-              {"objects", o.objects},
-              {"format", o.format}};
+  json key{{"renderer_version", kRendererVersion},
+           {"seed", o.seed},
+           {"size", format_size(o.width, o.height)},
+           {"fps", o.fps},
+           {"frames", o.frames},
+           {"actions", o.actions},
+           {"objects", o.objects},
+           {"format", o.format}};
+  // Only when they can matter, so folders made before these options existed stay valid.
+  const SynthOptions d;
+  if (o.shake_period != d.shake_period || o.shake_still_frame != d.shake_still_frame)
+    key["shake"] = {o.shake_period, o.shake_still_frame};
+  if (o.veil_end > o.veil_begin) key["veil"] = {o.veil_begin, o.veil_end};
+  return key;
 }
 
 bool existing_clip_ok(const std::string& path, const SynthOptions& o) {
@@ -550,6 +574,10 @@ SynthOptions normalize_synth_options(SynthOptions o) {
     throw Error("synth: --fps must be in (0, 240], got " + std::to_string(o.fps));
   if (!(o.val_fraction >= 0 && o.val_fraction < 1))
     throw Error("synth: --val-fraction must be in [0, 1), got " + std::to_string(o.val_fraction));
+  if (o.shake_period < 2)
+    throw Error("synth: the shake period must be at least 2 frames, got " +
+                std::to_string(o.shake_period));
+  if (o.veil_begin < 0 || o.veil_end < 0) throw Error("synth: the veil's frames must be >= 0");
   if (o.format != "webm" && o.format != "mp4" && o.format != "both")
     throw Error("synth: --format '" + o.format + "': webm, mp4 or both");
   auto join = [](const std::vector<std::string>& v) {
@@ -637,7 +665,9 @@ RenderedClip render_synth_clip(const SynthOptions& options, const std::string& a
   const float jitter = U(0, 1.5), noise_sigma = U(1, 6), flicker = U(0, 0.03);
 
   const std::vector<Pose> poses =
-      trajectory(motion, rng, static_cast<float>(W), static_cast<float>(H), T, radius);
+      trajectory(motion, rng, static_cast<float>(W), static_cast<float>(H), T, radius, options);
+  // Inside the veil the object is a plain grey ball: its identity shows only outside it.
+  const ObjectLook veiled{Shape::Ball, {200, 200, 200}, 1, 0.f};
 
   RenderedClip out;
   out.frames = torch::empty({T, H, W, 3}, torch::kUInt8);
@@ -658,6 +688,7 @@ RenderedClip render_synth_clip(const SynthOptions& options, const std::string& a
       std::copy_n(&bg[((y + M - jy) * cw + (M - jx)) * 3], W * 3, &buf[y * W * 3]);
 
     const Pose& p = poses[t];
+    const ObjectLook& seen = t >= options.veil_begin && t < options.veil_end ? veiled : look;
     float* cov = coverage + t * H * W;
     if (p.alpha > 0.f) {
       const float R = radius * p.scale;
@@ -677,9 +708,9 @@ RenderedClip render_synth_clip(const SynthOptions& options, const std::string& a
               const float dy = static_cast<float>(y) + (sy + 0.5f) / S - cy;
               // World → object coordinates: undo the rotation by theta, then the size.
               const float u = (ct * dx + st * dy) / R, v = (-st * dx + ct * dy) / R;
-              if (!inside_shape(look.shape, u, v)) continue;
+              if (!inside_shape(seen.shape, u, v)) continue;
               float col[3];
-              shade(look, u, v, col);
+              shade(seen, u, v, col);
               for (int c = 0; c < 3; ++c) sum[c] += col[c];
               ++hits;
             }

@@ -1,5 +1,6 @@
 // A procedural "something-something" dataset: short clips of one object doing one action (moving
-// left/right/up/down, approaching/receding, rotating, appearing/disappearing, falling, nothing),
+// left/right/up/down, approaching/receding, rotating, appearing/disappearing, falling, nothing,
+// shaking),
 // rendered from a seed and written as real encoded videos (VP9 WebM and/or H.264 MP4) with
 // manifests in the SSv2 format. Three label sets share one videos folder: the action (the SSv2
 // template), the object identity, and the composite action × object, so a model that only sees
@@ -45,7 +46,14 @@ struct SynthOptions {
   std::vector<std::string> actions;  // action keys; empty = all
   std::vector<std::string> objects;  // object names; empty = all
   std::string format = "webm";       // webm (VP9) | mp4 (H.264) | both (half the clips each)
-  int jobs = 0;                      // render/encode workers, 0 = one per core; output identical
+  // Shake actions oscillate with this period (frames) and are at rest at shake_still_frame + k *
+  // period / 2: frames sampled at those instants do not show the shaking.
+  int64_t shake_period = 8;
+  int64_t shake_still_frame = 4;
+  // Frames [veil_begin, veil_end) show the object as a plain grey ball (no colour, shape or
+  // texture), so which object it is can be seen only in the other frames. Off when empty.
+  int64_t veil_begin = 0, veil_end = 0;
+  int jobs = 0;  // render/encode workers, 0 = one per core; output identical
 };
 
 // Checks the options and puts them in canonical form (empty lists filled, names resolved and in

@@ -144,7 +144,7 @@ struct VideoReader::Impl {
   // Demux/decode state.
   bool at_start = true;  // nothing read since open (so no rewind is needed)
   bool demux_eof = false;
-  bool count_mode = false;  // no timestamps at all: frames are placed by their output order
+  bool count_mode = false;  // no usable pts (none at all, or dts only): placed by output order
   int64_t count_next = 0;
   int64_t last_mapped = -1;
   bool seek_ok = true;
@@ -358,8 +358,8 @@ struct VideoReader::Impl {
       if (packet->stream_index == si) {
         if (skipping) {
           const int64_t p = packet->pts != AV_NOPTS_VALUE ? packet->pts : packet->dts;
-          const bool wanted = p == AV_NOPTS_VALUE ||
-                              std::binary_search(wanted_pts.begin(), wanted_pts.end(), p);
+          const bool wanted =
+              p == AV_NOPTS_VALUE || std::binary_search(wanted_pts.begin(), wanted_pts.end(), p);
           // Read per packet, also by frame-threaded decoders (copied when the packet is queued).
           dec->skip_frame = wanted ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
         }
@@ -405,7 +405,7 @@ struct VideoReader::Impl {
       bool key;
     };
     std::vector<Entry> entries;
-    int64_t missing_ts = 0, leading = 0;
+    int64_t missing_ts = 0, leading = 0, dts_only = 0;
     bool seen_key = false;
     bool any_key = false;
     int64_t packets = 0;
@@ -416,6 +416,7 @@ struct VideoReader::Impl {
         ++packets;
         const int64_t p = packet->pts != AV_NOPTS_VALUE ? packet->pts : packet->dts;
         if (p == AV_NOPTS_VALUE) ++missing_ts;
+        if (packet->pts == AV_NOPTS_VALUE && packet->dts != AV_NOPTS_VALUE) ++dts_only;
         const bool key = packet->flags & AV_PKT_FLAG_KEY;
         Entry e{p, packet->dts != AV_NOPTS_VALUE ? std::min(packet->dts, p) : p, packet->duration,
                 key};
@@ -440,6 +441,15 @@ struct VideoReader::Impl {
     if (missing_ts > 0) {
       build_table_by_decoding();
       return;
+    }
+    if (dts_only > 0) {
+      // AVI and other containers that store decode timestamps only: a decoder with a reorder
+      // delay (MPEG-4 ASP / XviD B-frames) stamps each picture with the dts of a later packet, so
+      // matching pictures by timestamp puts every frame one place late (frame 0 twice, the last
+      // one lost). Without pts the presentation order *is* the decoder's output order: place
+      // pictures by that count, and decode from the start (seeks would reset the count).
+      count_mode = true;
+      seek_ok = false;
     }
     std::stable_sort(entries.begin(), entries.end(),
                      [](const Entry& a, const Entry& b) { return a.pts < b.pts; });
@@ -505,6 +515,10 @@ struct VideoReader::Impl {
       table.end_time = table.times[n - 1] + last;
     }
     table_built = true;
+    if (info.frame_count_source == "header" && info.frame_count != static_cast<int64_t>(n))
+      warnings.push_back(path + ": the header says " + std::to_string(info.frame_count) +
+                         " frames but the stream holds " + std::to_string(n) + "; using " +
+                         std::to_string(n));
     if (info.frame_count_source != "decoded") {
       info.frame_count = static_cast<int64_t>(n);
       info.frame_count_source = "index";

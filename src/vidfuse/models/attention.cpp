@@ -3,6 +3,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+
+#include "vidfuse/core/error.h"
 
 namespace vidfuse::models {
 
@@ -93,16 +97,45 @@ class PerHeadAttention : public torch::autograd::Function<PerHeadAttention> {
   }
 };
 
+// Measured with `vidfuse bench attention` (see the README): PLACEHOLDER.
+bool per_head_is_faster(const Tensor& q, const Tensor& k) { return false; }
+
+AttentionKernel kernel_from_env() {
+  const char* v = std::getenv("VIDFUSE_ATTENTION");
+  if (!v || !*v) return AttentionKernel::Auto;
+  return attention_kernel_from_name(v);
+}
+
+std::atomic<AttentionKernel>& kernel_setting() {
+  static std::atomic<AttentionKernel> kernel{kernel_from_env()};
+  return kernel;
+}
+
 }  // namespace
+
+AttentionKernel attention_kernel_from_name(const std::string& name) {
+  if (name == "auto") return AttentionKernel::Auto;
+  if (name == "sdpa") return AttentionKernel::Sdpa;
+  if (name == "per-head") return AttentionKernel::PerHead;
+  throw Error("attention kernel '" + name + "': auto, sdpa or per-head");
+}
+
+void set_attention_kernel(AttentionKernel kernel) { kernel_setting() = kernel; }
+AttentionKernel attention_kernel() { return kernel_setting(); }
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
               "attention expects [B, H, N, D] inputs");
-  if (!q.device().is_cpu()) {
-    // GPUs batch small products well: the plain formulation, recorded by autograd as usual.
-    auto scores = torch::matmul(q, k.transpose(-2, -1));
-    auto probs = softmax_acc(scale != 1.0 ? scores * scale : scores);
-    return torch::matmul(probs, v).transpose(1, 2).reshape({q.size(0), q.size(2), -1});
+  const AttentionKernel kernel = attention_kernel();
+  const bool per_head =
+      kernel == AttentionKernel::PerHead ||
+      (kernel == AttentionKernel::Auto && q.device().is_cpu() && per_head_is_faster(q, k));
+  if (!per_head) {
+    // Flash / memory-efficient kernels on CUDA, the fused flash kernel on the CPU; both keep the
+    // softmax in float32 for reduced-precision inputs and have their own backward.
+    auto out = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                                /*is_causal=*/false, scale);
+    return out.transpose(1, 2).reshape({q.size(0), q.size(2), -1});
   }
   const bool records_graph = torch::GradMode::is_enabled() &&
                              (q.requires_grad() || k.requires_grad() || v.requires_grad());

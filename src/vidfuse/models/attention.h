@@ -6,15 +6,29 @@
 // for the same shape from call to call, and attention took more time than all the linear layers.
 // Here the (batch, head) pairs are split across threads instead, and each runs its whole head
 // (scores, softmax, weighted sum) single-threaded while it is hot in cache.
+//
+// LibTorch 2.x has at::scaled_dot_product_attention: flash / memory-efficient kernels on CUDA and a
+// fused flash kernel on the CPU, each with a backward. `attention()` uses it except where the
+// per-head path was measured faster (`vidfuse bench attention`); VIDFUSE_ATTENTION=sdpa|per-head
+// or set_attention_kernel() forces one (the parity tests run both).
 #pragma once
 #include <torch/torch.h>
+
+#include <string>
 
 namespace vidfuse::models {
 
 // q [B, H, Nq, D], k and v [B, H, Nk, D] (any strides) -> [B, Nq, H * D]:
 // softmax(q kᵀ · scale) v per (batch, head). The softmax is computed in float32 whatever the
 // input dtype, as the reference implementations do. Differentiable: when autograd records it, the
-// backward pass runs head by head too. On GPUs the plain batched formulation is used.
+// backward pass runs head by head too (SDPA has its own).
+enum class AttentionKernel { Auto, Sdpa, PerHead };
+// "auto", "sdpa" or "per-head"; anything else is a vidfuse::Error.
+AttentionKernel attention_kernel_from_name(const std::string& name);
+// Process-wide; the default comes from VIDFUSE_ATTENTION (else Auto).
+void set_attention_kernel(AttentionKernel kernel);
+AttentionKernel attention_kernel();
+
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         double scale);
 

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/shape_text.h"
 #include "vidfuse/models/attention.h"
 
 namespace vidfuse::models {
@@ -70,12 +71,6 @@ torch::Tensor resize_table(const torch::Tensor& table, int64_t m) {
                             .mode(torch::kLinear)
                             .align_corners(false));
   return t.squeeze(0).t();
-}
-
-std::string shape_str(const torch::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
 }
 
 }  // namespace
@@ -295,7 +290,7 @@ void FusionModelImpl::check_input(const FusionInput& in) const {
   if (c.arch != FusionArch::kMotion) {
     if (!in.semantic.defined()) fail("the input has no semantic features");
     if (in.semantic.dim() != 5)
-      fail("semantic features must be [B, T, h, w, C], got " + shape_str(in.semantic));
+      fail("semantic features must be [B, T, h, w, C], got " + shape_text(in.semantic));
     if (in.semantic.size(4) != c.semantic_dim)
       fail("semantic features have " + std::to_string(in.semantic.size(4)) +
            " channels, the config expects semantic_dim " + std::to_string(c.semantic_dim));
@@ -310,13 +305,13 @@ void FusionModelImpl::check_input(const FusionInput& in) const {
           in.semantic_cls.size(1) != s.size(1) || in.semantic_cls.size(2) != c.semantic_dim)
         fail("semantic CLS tokens must be [B, T, C] = [" + std::to_string(B) + ", " +
              std::to_string(s.size(1)) + ", " + std::to_string(c.semantic_dim) + "], got " +
-             shape_str(in.semantic_cls));
+             shape_text(in.semantic_cls));
     }
   }
   if (c.arch != FusionArch::kSemantic) {
     if (!in.motion.defined()) fail("the input has no motion features");
     if (in.motion.dim() != 5)
-      fail("motion features must be [B, C, T, H, W], got " + shape_str(in.motion));
+      fail("motion features must be [B, C, T, H, W], got " + shape_text(in.motion));
     if (in.motion.size(1) != c.motion_dim)
       fail("motion features have " + std::to_string(in.motion.size(1)) +
            " channels, the config expects motion_dim " + std::to_string(c.motion_dim));

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/shape_text.h"
 #include "vidfuse/models/i3d_names.h"
 #include "vidfuse/weights/checkpoint.h"
 #include "vidfuse/weights/state_dict.h"
@@ -52,12 +53,6 @@ constexpr K3 kPool2a = {1, 3, 3}, kPool2aStride = {1, 2, 2};  // also MaxPool3d_
 constexpr K3 kPool4a = {3, 3, 3}, kPool4aStride = {2, 2, 2};
 constexpr K3 kPool5a = {2, 2, 2}, kPool5aStride = {2, 2, 2};
 constexpr K3 kBranchPool = {3, 3, 3}, kOnes = {1, 1, 1};
-
-std::string shape_string(torch::IntArrayRef sizes) {
-  std::ostringstream out;
-  out << sizes;
-  return out.str();
-}
 
 // Conv3d with SAME padding: the symmetric part goes to the convolution; only an odd remainder
 // (TF puts it after) costs an explicit pad of the input.
@@ -258,7 +253,7 @@ void InceptionI3dImpl::check_input(torch::IntArrayRef sizes) const {
                   sizes[2] >= kI3DMinFrames && sizes[3] >= kI3DMinSize && sizes[4] >= kI3DMinSize &&
                   sizes[0] >= 1;
   if (!ok)
-    throw Error("I3D input of shape " + shape_string(sizes) + ": expected [B, " +
+    throw Error("I3D input of shape " + shape_text(sizes) + ": expected [B, " +
                 std::to_string(config_.in_channels) +
                 ", T, H, W] with T >= " + std::to_string(kI3DMinFrames) +
                 " frames and H, W >= " + std::to_string(kI3DMinSize) + " pixels");
@@ -364,7 +359,7 @@ I3DConfig i3d_config_from_state(const weights::TensorMap& state, const std::stri
     if (it == state.end())
       fail_file(source, "not an I3D state dict (piergiaj naming): missing key '" + key + "'");
     if (it->second.dim() != 5)
-      fail_file(source, "I3D key '" + key + "' has shape " + shape_string(it->second.sizes()) +
+      fail_file(source, "I3D key '" + key + "' has shape " + shape_text(it->second.sizes()) +
                             ", expected a 5-D convolution weight");
     return it->second;
   };

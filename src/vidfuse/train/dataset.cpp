@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/shape_text.h"
 
 namespace vidfuse::train {
 
@@ -39,13 +40,6 @@ Sample TensorDataset::get(int64_t i) const {
 }
 
 namespace {
-std::string shape_str(const torch::Tensor& t) {
-  if (!t.defined()) return "(absent)";
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
-}
-
 torch::Tensor stack_field(const std::vector<Sample>& samples, const std::vector<int64_t>& indices,
                           torch::Tensor Sample::*field, const char* name) {
   const auto& first = samples.front().*field;
@@ -55,8 +49,8 @@ torch::Tensor stack_field(const std::vector<Sample>& samples, const std::vector<
     const auto& t = samples[i].*field;
     if (t.defined() != first.defined() || (t.defined() && t.sizes() != first.sizes()))
       throw Error("dataset sample " + std::to_string(indices[i]) + ": " + name + " has shape " +
-                  shape_str(t) + " but sample " + std::to_string(indices[0]) + " has " +
-                  shape_str(first) + " (all samples of a batch must have the same shape)");
+                  shape_text(t) + " but sample " + std::to_string(indices[0]) + " has " +
+                  shape_text(first) + " (all samples of a batch must have the same shape)");
     if (t.defined()) parts.push_back(t);
   }
   return first.defined() ? torch::stack(parts) : torch::Tensor();

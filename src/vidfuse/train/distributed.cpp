@@ -9,21 +9,29 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "vidfuse/core/cluster_env.h"
 #include "vidfuse/core/error.h"
 
 namespace vidfuse::train {
 
+#ifdef VIDFUSE_WITH_NCCL
+// distributed_nccl.cpp (CUDA builds only: it needs the CUDA and NCCL headers).
+c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store,
+                                                    int rank, int world_size,
+                                                    std::chrono::milliseconds timeout);
+#endif
+
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<c10d::Backend> group;  // Gloo (CPU tensors) or NCCL (CUDA tensors)
 };
 
 Distributed::Distributed() = default;
 Distributed::~Distributed() = default;
 
 Distributed::Distributed(const DistributedOptions& o) : rank_(o.rank), world_size_(o.world_size) {
-  const std::string where = "distributed (rank " + std::to_string(o.rank) + " of " +
-                            std::to_string(o.world_size) + ", " + o.master_addr + ":" +
+  const std::string where = "distributed " + o.backend + " (rank " + std::to_string(o.rank) +
+                            " of " + std::to_string(o.world_size) + ", " + o.master_addr + ":" +
                             std::to_string(o.master_port) + ")";
   if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size)
     throw Error(where + ": rank must be in [0, world_size)");
@@ -39,10 +47,20 @@ Distributed::Distributed(const DistributedOptions& o) : rank_(o.rank), world_siz
     so.waitWorkers = true;
     so.timeout = o.timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
-    auto go = c10d::ProcessGroupGloo::Options::create(o.timeout);
-    go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.master_addr));
-    impl_->group =
-        c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, o.rank, o.world_size, go);
+    if (o.backend == "nccl") {
+#ifdef VIDFUSE_WITH_NCCL
+      impl_->group = make_nccl_backend(impl_->store, o.rank, o.world_size, o.timeout);
+#else
+      throw Error("NCCL needs a CUDA build of LibTorch (this one has no CUDA)");
+#endif
+    } else if (o.backend == "gloo") {
+      auto go = c10d::ProcessGroupGloo::Options::create(o.timeout);
+      go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.master_addr));
+      impl_->group =
+          c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, o.rank, o.world_size, go);
+    } else {
+      throw Error("unknown backend '" + o.backend + "' (gloo or nccl)");
+    }
   } catch (const c10::Error& e) {
     throw Error(where + ": cannot form the process group: " + e.what_without_backtrace());
   } catch (const std::exception& e) {
@@ -50,31 +68,15 @@ Distributed::Distributed(const DistributedOptions& o) : rank_(o.rank), world_siz
   }
 }
 
-std::shared_ptr<Distributed> Distributed::from_env() {
-  auto env = [](const char* name) -> std::string {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-  };
-  auto as_int = [&](const char* name, const std::string& value) {
-    try {
-      size_t used = 0;
-      int v = std::stoi(value, &used);
-      if (used != value.size()) throw std::invalid_argument("trailing characters");
-      return v;
-    } catch (const std::exception&) {
-      throw Error(std::string("environment variable ") + name + "=\"" + value +
-                  "\" is not an integer");
-    }
-  };
-  const std::string ws = env("WORLD_SIZE");
-  if (ws.empty() || as_int("WORLD_SIZE", ws) == 1) return std::make_shared<Distributed>();
+std::shared_ptr<Distributed> Distributed::from_env(const std::string& device) {
+  const ProcessPlace place = process_place_from_env();
+  if (place.world_size == 1) return std::make_shared<Distributed>();
   DistributedOptions o;
-  o.world_size = as_int("WORLD_SIZE", ws);
-  const std::string rank = env("RANK");
-  if (rank.empty()) throw Error("environment: WORLD_SIZE is set but RANK is not");
-  o.rank = as_int("RANK", rank);
-  if (!env("MASTER_ADDR").empty()) o.master_addr = env("MASTER_ADDR");
-  if (!env("MASTER_PORT").empty()) o.master_port = as_int("MASTER_PORT", env("MASTER_PORT"));
+  o.backend = device.rfind("cuda", 0) == 0 ? "nccl" : "gloo";
+  o.rank = place.rank;
+  o.world_size = place.world_size;
+  o.master_addr = place.master_addr;
+  o.master_port = place.master_port;
   return std::make_shared<Distributed>(o);
 }
 

@@ -1,6 +1,7 @@
-// Data-parallel training across processes on torch c10d: a TCPStore rendezvous and a Gloo process
-// group, configured the torchrun way from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT. Gloo reduces
-// CPU tensors (and CUDA tensors in CUDA builds of LibTorch).
+// Data-parallel training across processes on torch c10d: a TCPStore rendezvous and a process group
+// (Gloo for CPU tensors, NCCL for CUDA tensors in CUDA builds), configured from the launcher's
+// environment: torchrun's RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT or Slurm's (see
+// core/cluster_env.h).
 #pragma once
 #include <torch/torch.h>
 
@@ -17,6 +18,7 @@ struct DistributedOptions {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  std::string backend = "gloo";  // or "nccl" (CUDA tensors; CUDA builds only)
 };
 
 class Distributed {
@@ -30,9 +32,10 @@ class Distributed {
   Distributed(const Distributed&) = delete;
   Distributed& operator=(const Distributed&) = delete;
 
-  // From RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT; single-process when WORLD_SIZE is unset or
-  // 1. Malformed or inconsistent variables are errors naming the variable.
-  static std::shared_ptr<Distributed> from_env();
+  // From the launcher's environment; single-process when there is one process. NCCL when
+  // `device` is a CUDA device, else Gloo. Malformed or inconsistent variables are errors naming
+  // the variable.
+  static std::shared_ptr<Distributed> from_env(const std::string& device = "cpu");
 
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }

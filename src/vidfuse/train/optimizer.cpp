@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/shape_text.h"
 
 namespace vidfuse::train {
 
@@ -58,16 +59,8 @@ double CosineSchedule::lr(int64_t step) const {
 }
 
 namespace {
-// The optimizer's state map is keyed by the parameter's TensorImpl: as a string in LibTorch 1.x,
-// as the pointer itself in 2.x. Build whichever this LibTorch uses.
-template <typename Map>
-typename Map::key_type state_key(const torch::Tensor& p) {
-  using Key = typename Map::key_type;
-  if constexpr (std::is_same_v<Key, std::string>)
-    return c10::guts::to_string(p.unsafeGetTensorImpl());
-  else
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-}
+// The optimizer's state map is keyed by the parameter's TensorImpl pointer.
+void* state_key(const torch::Tensor& p) { return p.unsafeGetTensorImpl(); }
 
 template <typename Fn>
 void for_each_named(const ParamGroups& g, Fn fn) {
@@ -77,11 +70,10 @@ void for_each_named(const ParamGroups& g, Fn fn) {
 }  // namespace
 
 weights::TensorMap adamw_state(torch::optim::AdamW& optimizer, const ParamGroups& groups) {
-  using Map = std::decay_t<decltype(optimizer.state())>;
   weights::TensorMap out;
   auto& state = optimizer.state();
   for_each_named(groups, [&](const std::string& name, const torch::Tensor& p) {
-    auto it = state.find(state_key<Map>(p));
+    auto it = state.find(state_key(p));
     if (it == state.end()) return;
     const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
     const std::string prefix = "optimizer." + name + ".";
@@ -94,7 +86,6 @@ weights::TensorMap adamw_state(torch::optim::AdamW& optimizer, const ParamGroups
 
 void load_adamw_state(torch::optim::AdamW& optimizer, const ParamGroups& groups,
                       const weights::TensorMap& tensors, const std::string& source) {
-  using Map = std::decay_t<decltype(optimizer.state())>;
   auto& state = optimizer.state();
   state.clear();
   for_each_named(groups, [&](const std::string& name, const torch::Tensor& p) {
@@ -110,12 +101,13 @@ void load_adamw_state(torch::optim::AdamW& optimizer, const ParamGroups& groups,
                             "exp_avg_sq and step)");
     for (const auto* t : {&avg->second, &sq->second})
       if (t->sizes() != p.sizes())
-        fail_file(source, "optimizer state of \"" + name + "\" has the wrong shape");
+        fail_file(source, "optimizer state of \"" + name + "\" has shape " + shape_text(*t) +
+                              ", the parameter has " + shape_text(p));
     auto s = std::make_unique<torch::optim::AdamWParamState>();
     s->step(step->second.item<int64_t>());
     s->exp_avg(avg->second.to(p.device(), p.scalar_type()).clone());
     s->exp_avg_sq(sq->second.to(p.device(), p.scalar_type()).clone());
-    state[state_key<Map>(p)] = std::move(s);
+    state[state_key(p)] = std::move(s);
   });
 }
 

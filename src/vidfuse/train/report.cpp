@@ -114,19 +114,23 @@ std::string class_label(int64_t c, const std::vector<std::string>& names) {
   return c < int64_t(names.size()) ? std::to_string(c) + " " + names[c] : std::to_string(c);
 }
 
+// Class names are written along the axes when they fit (up to this many classes); beyond, the
+// axes carry indices and every cell has a tooltip.
+constexpr int64_t kNamedClasses = 30;
+
 std::string per_class_chart(const Metrics& m, const std::vector<std::string>& names) {
   const int64_t K = m.num_classes;
-  const double L = 40, T = 30, B = 30, plot_h = 200;
-  const double bar = std::max(2.0, std::min(20.0, 900.0 / std::max<int64_t>(1, K)));
-  const double W = L + bar * K + 20, H = T + plot_h + B;
+  const bool named = K <= kNamedClasses && !names.empty();
+  const double L = 50, T = 34, plot_h = 200, B = named ? 170 : 34;
+  const double bar = std::max(2.0, std::min(28.0, 900.0 / std::max<int64_t>(1, K)));
+  const double W = std::max(L + bar * K + 20, 520.0), H = T + plot_h + B;
   std::ostringstream o;
   o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
     << "' font-family='sans-serif' font-size='11'>\n<text x='" << L
-    << "' y='18' font-size='13' font-weight='bold'>Per-class accuracy (validation; hover for "
-       "names)</text>\n";
+    << "' y='18' font-size='13' font-weight='bold'>Per-class accuracy (validation)</text>\n";
   for (double a : {0.0, 0.5, 1.0}) {
     const double y = T + plot_h * (1 - a);
-    o << "<line x1='" << L << "' x2='" << W - 20 << "' y1='" << y << "' y2='" << y
+    o << "<line x1='" << L << "' x2='" << L + bar * K << "' y1='" << y << "' y2='" << y
       << "' stroke='#ddd'/><text x='" << L - 4 << "' y='" << y + 4 << "' text-anchor='end'>"
       << fmt(a * 100, 3) << "%</text>\n";
   }
@@ -139,15 +143,25 @@ std::string per_class_chart(const Metrics& m, const std::vector<std::string>& na
       << (a < 0 ? std::string("no samples")
                 : fmt(a * 100, 4) + "% of " + std::to_string(m.per_class_count[c]))
       << "</title></rect>\n";
+    if (named) {
+      const double x = L + c * bar + bar / 2, y = T + plot_h + 12;
+      o << "<text x='" << fmt(x, 6) << "' y='" << y << "' text-anchor='end' transform='rotate(-40 "
+        << fmt(x, 6) << ' ' << y << ")'>" << escape(class_label(c, names)) << "</text>\n";
+    }
   }
-  o << "<text x='" << L << "' y='" << H - 8 << "'>class index 0 … " << K - 1 << "</text>\n</svg>\n";
+  if (!named)
+    o << "<text x='" << L << "' y='" << H - 8 << "'>class index 0 … " << K - 1
+      << " (hover a bar for its name)</text>\n";
+  o << "</svg>\n";
   return o.str();
 }
 
 std::string confusion_chart(const Metrics& m, const std::vector<std::string>& names) {
   const int64_t K = m.num_classes;
-  const double cell = std::max(2.0, std::min(24.0, 640.0 / std::max<int64_t>(1, K)));
-  const double L = 40, T = 30, size = cell * K;
+  const bool named = K <= kNamedClasses && !names.empty();
+  const double cell = std::max(2.0, std::min(28.0, 640.0 / std::max<int64_t>(1, K)));
+  // Left: "true class" and the row names; top: "predicted class" and column indices.
+  const double L = named ? 250 : 50, T = 58, size = cell * K;
   // Tooltips for every cell would dominate the file for large K; keep them for small matrices.
   const bool titles = K <= 60;
   auto conf = m.confusion.to(torch::kDouble);
@@ -155,13 +169,23 @@ std::string confusion_chart(const Metrics& m, const std::vector<std::string>& na
   auto norm = (conf / row_sums.unsqueeze(1)).contiguous();
   const double* p = norm.data_ptr<double>();
   const int64_t* counts = m.confusion.contiguous().data_ptr<int64_t>();
+  const double W = std::max(L + size + 20, 600.0), H = T + size + 20;
   std::ostringstream o;
-  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << L + size + 20 << "' height='"
-    << T + size + 30 << "' font-family='sans-serif' font-size='11'>\n<text x='" << L
-    << "' y='18' font-size='13' font-weight='bold'>Confusion matrix (rows: true class, columns: "
-       "predicted; row-normalised)</text>\n<rect x='"
-    << L << "' y='" << T << "' width='" << size << "' height='" << size
-    << "' fill='#fff' stroke='#999'/>\n";
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+    << "' font-family='sans-serif' font-size='11'>\n<text x='10' y='18' font-size='13' "
+       "font-weight='bold'>Confusion matrix (row-normalised: each true class sums to 100%)</text>\n"
+    << "<text x='" << L + size / 2 << "' y='36' text-anchor='middle'>predicted class</text>\n"
+    << "<text x='12' y='" << T + size / 2 << "' text-anchor='middle' transform='rotate(-90 12 "
+    << T + size / 2 << ")'>true class</text>\n<rect x='" << L << "' y='" << T << "' width='" << size
+    << "' height='" << size << "' fill='#fff' stroke='#999'/>\n";
+  if (cell >= 10)
+    for (int64_t c = 0; c < K; ++c) {
+      o << "<text x='" << fmt(L + c * cell + cell / 2, 6) << "' y='" << T - 4
+        << "' text-anchor='middle'>" << c << "</text>\n";
+      o << "<text x='" << L - 4 << "' y='" << fmt(T + c * cell + cell / 2 + 4, 6)
+        << "' text-anchor='end'>" << escape(named ? class_label(c, names) : std::to_string(c))
+        << "</text>\n";
+    }
   for (int64_t r = 0; r < K; ++r)
     for (int64_t c = 0; c < K; ++c) {
       const double v = p[r * K + c];

@@ -3,12 +3,9 @@
 #include <sstream>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/shape_text.h"
 
 namespace vidfuse::weights {
-
-namespace {
-std::string shape_str(const torch::Tensor& t) { return c10::str(t.sizes()); }
-}  // namespace
 
 TensorMap state_dict_of(const torch::nn::Module& module) {
   TensorMap out;
@@ -17,7 +14,8 @@ TensorMap state_dict_of(const torch::nn::Module& module) {
   return out;
 }
 
-void load_state_dict(torch::nn::Module& module, const TensorMap& state, const LoadOptions& options) {
+void load_state_dict(torch::nn::Module& module, const TensorMap& state,
+                     const LoadOptions& options) {
   const TensorMap destination = state_dict_of(module);
   std::vector<std::string> missing, unexpected, mismatched;
   for (const auto& [name, dst] : destination) {
@@ -25,14 +23,15 @@ void load_state_dict(torch::nn::Module& module, const TensorMap& state, const Lo
     if (it == state.end()) {
       missing.push_back(name);
     } else if (it->second.sizes() != dst.sizes()) {
-      mismatched.push_back(name + ": checkpoint has " + shape_str(it->second) + ", model expects " +
-                           shape_str(dst));
+      mismatched.push_back(name + ": checkpoint has " + shape_text(it->second) +
+                           ", model expects " + shape_text(dst));
     }
   }
   for (const auto& [name, src] : state)
     if (!destination.count(name)) unexpected.push_back(name);
 
-  const bool fatal = !mismatched.empty() || (options.strict && (!missing.empty() || !unexpected.empty()));
+  const bool fatal =
+      !mismatched.empty() || (options.strict && (!missing.empty() || !unexpected.empty()));
   if (fatal) {
     std::ostringstream msg;
     msg << (options.source.empty() ? std::string("state dict") : options.source)

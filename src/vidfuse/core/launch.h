@@ -1,10 +1,11 @@
-// `--nproc N` on one machine: the torchrun-style launcher. Re-runs this program N times with
-// RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT set, each with its share of the cores, and waits.
+// `--nproc N` on one machine (train, extract): the torchrun-style launcher. Re-runs this program N
+// times with RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT set, each with its share of
+// the cores (and, on a GPU machine, its own GPU: cuda:LOCAL_RANK), and waits.
 #pragma once
 #include <string>
 #include <vector>
 
-namespace vidfuse::train {
+namespace vidfuse {
 
 // True when the torchrun environment (RANK or WORLD_SIZE) is already set: this process is a worker.
 bool launched_as_worker();
@@ -14,4 +15,7 @@ bool launched_as_worker();
 // failing rank's exit status (128 + signal for a signal).
 int launch_local_workers(int nproc, const std::vector<std::string>& argv);
 
-}  // namespace vidfuse::train
+// This process's own command line (argv, from /proc/self/cmdline), to re-run it as workers.
+std::vector<std::string> this_command_line();
+
+}  // namespace vidfuse

@@ -1,4 +1,4 @@
-#include "vidfuse/train/launch.h"
+#include "vidfuse/core/launch.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,13 +10,15 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "vidfuse/core/error.h"
 
 extern char** environ;
 
-namespace vidfuse::train {
+namespace vidfuse {
 
 namespace {
 
@@ -42,6 +44,23 @@ int exit_code(int status) {
 }
 
 }  // namespace
+
+std::vector<std::string> this_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> args;
+  std::string cur;
+  for (char c : all) {
+    if (c == '\0') {
+      args.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) args.push_back(cur);
+  return args;
+}
 
 bool launched_as_worker() { return std::getenv("RANK") || std::getenv("WORLD_SIZE"); }
 
@@ -98,4 +117,4 @@ int launch_local_workers(int nproc, const std::vector<std::string>& argv) {
   return result;
 }
 
-}  // namespace vidfuse::train
+}  // namespace vidfuse
