@@ -37,7 +37,7 @@ struct DemoArgs {
   int64_t seeds = 3;
   std::string objects = "3";
   int64_t epochs = 20;
-  double lr = 3e-3;
+  double lr = 1e-2;  // 3e-3 left the semantic probe at chance on this task after 20 epochs
 };
 
 // The task, built so that each stream holds half of the answer (data/synth.h):

@@ -203,3 +203,15 @@ TEST(VideoSampling, ShortVideoIsPaddedWithAMessage) {
   EXPECT_NE(clip.warnings[0].find(v.path), std::string::npos);
   EXPECT_NE(clip.warnings[0].find("repeat-last"), std::string::npos);
 }
+
+// WebM and MKV store milliseconds: frame 2 of a 12 fps clip is at 167 ms, just after the 166.67 ms
+// tick. Resampling a video at its own rate must still give every frame once.
+TEST(VideoSampling, FixedRateAtTheVideosOwnRateIsTheIdentity) {
+  auto& vids = TestVideos::get();
+  for (const char* name : {"vp9", "vp8", "h264", "h264_mkv", "h264_bframes_mkv", "mpeg4_bframes"}) {
+    const TestVideo& v = vids[name];
+    VideoReader reader(v.path);
+    const FrameTable& table = reader.frames();
+    EXPECT_EQ(fixed_rate_indices(table.times, table.end_time, v.fps), iota(v.frames)) << name;
+  }
+}

@@ -410,7 +410,7 @@ std::vector<Pose> trajectory(Motion motion, SampleRng& rng, float W, float H, in
         break;
       case Motion::ShakeSideways:
       case Motion::ShakeUpDown: {
-        const float amp = travel * 0.25f * std::min(W, H);
+        const float amp = travel * 0.5f * std::min(W, H);
         const float swing = amp * std::sin(2.f * static_cast<float>(kPi) *
                                            (t - static_cast<float>(o.shake_still_frame)) /
                                            static_cast<float>(o.shake_period));

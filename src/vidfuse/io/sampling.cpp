@@ -132,9 +132,11 @@ std::vector<int64_t> fixed_rate_indices(const std::vector<double>& times, double
                                         OutOfBound out_of_bound) {
   require_frames(static_cast<int64_t>(times.size()));
   if (!(target_fps > 0)) throw Error("sampling: fps must be positive");
-  // Timestamps come from integer pts times a time base; a microsecond of slack keeps a frame that
-  // starts exactly on a target tick from losing to float rounding.
-  constexpr double kSlack = 1e-6;
+  // Timestamps come from integer pts times a time base, and containers round them: WebM / MKV
+  // store milliseconds, so frame 2 of a 12 fps clip sits at 167 ms, after the 166.67 ms tick it
+  // belongs to. Half a millisecond of slack (plus float rounding) keeps resampling a video at its
+  // own rate the identity; it is far below any real frame interval (4 ms at 240 fps).
+  constexpr double kSlack = 5e-4 + 1e-6;
   const double t0 = times.front();
   std::vector<int64_t> out;
   for (int64_t k = 0;; ++k) {
