@@ -123,7 +123,8 @@ std::string per_class_chart(const Metrics& m, const std::vector<std::string>& na
   const bool named = K <= kNamedClasses && !names.empty();
   const double L = 50, T = 34, plot_h = 200, B = named ? 170 : 34;
   const double bar = std::max(2.0, std::min(28.0, 900.0 / std::max<int64_t>(1, K)));
-  const double W = std::max(L + bar * K + 20, 520.0), H = T + plot_h + B;
+  // Names run down and to the right of their bar (rotated 40 degrees): room on the right for them.
+  const double W = std::max(L + bar * K + (named ? 230 : 20), 520.0), H = T + plot_h + B;
   std::ostringstream o;
   o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
     << "' font-family='sans-serif' font-size='11'>\n<text x='" << L
@@ -145,7 +146,7 @@ std::string per_class_chart(const Metrics& m, const std::vector<std::string>& na
       << "</title></rect>\n";
     if (named) {
       const double x = L + c * bar + bar / 2, y = T + plot_h + 12;
-      o << "<text x='" << fmt(x, 6) << "' y='" << y << "' text-anchor='end' transform='rotate(-40 "
+      o << "<text x='" << fmt(x, 6) << "' y='" << y << "' text-anchor='start' transform='rotate(40 "
         << fmt(x, 6) << ' ' << y << ")'>" << escape(class_label(c, names)) << "</text>\n";
     }
   }
