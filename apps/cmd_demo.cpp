@@ -42,7 +42,7 @@ struct DemoArgs {
 
 // The task, built so that each stream holds half of the answer (data/synth.h):
 //  - what the object does (shaking sideways, shaking up and down, or still) shows only in dense
-//    frames: the shake passes its rest position every 4 frames, exactly where the semantic
+//    frames: the shake passes its rest position every 8 frames, exactly where the semantic
 //    stream's 4 segment-centre frames of a 32-frame clip fall (frames 4, 12, 20, 28);
 //  - which object it is shows only outside frames 8-23, which is where the motion stream's
 //    centred 16-frame clip lies (the object is a plain grey ball there).
@@ -229,7 +229,11 @@ int run_demo(const DemoArgs& a) {
   so.actions = data::parse_synth_actions(kActions);
   so.objects = data::parse_synth_objects(a.objects);
   so.format = "both";
-  so.shake_period = 2 * (kClipFrames / kSemanticFrames / 2);
+  // One swing per pair of semantic frames: out on one side between two of them, out on the other
+  // side before the next, so the motion clip's two halves see the object displaced in opposite
+  // directions (what even a random-weight I3D separates) while every semantic frame sees it at
+  // rest.
+  so.shake_period = 2 * (kClipFrames / kSemanticFrames);
   so.shake_still_frame = kClipFrames / kSemanticFrames / 2;
   so.veil_begin = kVeilBegin;
   so.veil_end = kVeilEnd;
