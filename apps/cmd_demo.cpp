@@ -129,16 +129,17 @@ std::string fusion_verdict(const std::vector<ArchResult>& results) {
     min_margin = std::min(min_margin, d), max_margin = std::max(max_margin, d);
   }
   const double spread = std::max(f->max() - f->min(), best.max() - best.min());
-  const std::string seeds = std::to_string(f->runs.size()) + " seeds";
+  const std::string seeds =
+      f->runs.size() == 1 ? std::string("1 seed") : std::to_string(f->runs.size()) + " seeds";
   if (min_margin > spread)
     return "Cross-attention fusion beats both single streams on every one of the " + seeds + ": " +
            percent(f->mean()) + " vs " + percent(best.mean()) + " for the better one (" +
            best.arch + "), by at least " + percent(min_margin) + " per seed, more than the " +
            percent(spread) + " spread between seeds.";
   if (max_margin < -spread)
-    return "Cross-attention fusion does NOT beat the best single stream (" + best.arch +
-           ") on any of the " + seeds + ": " + percent(f->mean()) + " vs " + percent(best.mean()) +
-           ".";
+    return "Cross-attention fusion does NOT beat the best single stream (" + best.arch + ") on " +
+           (f->runs.size() == 1 ? std::string("this seed") : "any of the " + seeds) + ": " +
+           percent(f->mean()) + " vs " + percent(best.mean()) + ".";
   return "Fusion and the best single stream (" + best.arch +
          ") cannot be told apart on this run: their per-seed differences (" + percent(min_margin) +
          " to " + percent(max_margin) + ") are within the " + percent(spread) +
@@ -169,7 +170,7 @@ void write_summary_report(const std::string& path, const DemoArgs& a,
     << percent(1.0 / num_classes) << ". " << synth.train << " training and " << synth.validation
     << " held-out clips, rendered procedurally (seed " << a.seed
     << ") and encoded as real VP9 and H.264 files; every model is trained with " << a.seeds
-    << " seeds.</p>";
+    << (a.seeds == 1 ? " seed" : " seeds") << ".</p>";
   h << "<h2>Backbones</h2><ul><li>semantic: "
     << html_escape(models::describe_backbone(a.dinov3, "semantic"))
     << "</li><li>motion: " << html_escape(models::describe_backbone(a.i3d, "motion"))
