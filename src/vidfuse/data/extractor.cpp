@@ -136,14 +136,18 @@ std::map<std::string, torch::Tensor> semantic_forward(models::DinoV3ViT& model,
 
 namespace {
 
+// The dtype I3D takes its input in: float32 once fused (the fused units convert inside), else
+// its parameters' dtype.
+torch::ScalarType motion_input_dtype(const models::InceptionI3d& model) {
+  return model->fused() ? torch::kFloat32 : model->parameters().front().scalar_type();
+}
+
 // Motion features of a batch of clips [B,C,T,H,W]: mixed_5c [B,1024,T',H',W'] and the 1024-d
 // features averaged over every avg-pool output position → [B,1024]. float32 CPU.
 std::pair<torch::Tensor, torch::Tensor> motion_forward(models::InceptionI3d& model,
                                                        const torch::Tensor& clips) {
   torch::NoGradGuard no_grad;
-  const auto param = model->parameters().front();
-  const torch::Tensor x =
-      clips.to(param.device(), model->fused() ? torch::kFloat32 : param.scalar_type());
+  const torch::Tensor x = clips.to(model->parameters().front().device(), motion_input_dtype(model));
   models::I3DOutput out = model->forward(x);
   return {out.mixed_5c.to(torch::kFloat32).to(torch::kCPU).contiguous(),
           out.features.to(torch::kFloat32).mean({2, 3, 4}).to(torch::kCPU).contiguous()};
@@ -416,9 +420,6 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
                                    : torch::Device(torch::kCPU));
   const torch::ScalarType semantic_dtype =
       sem ? models.dinov3->parameters().front().scalar_type() : torch::kFloat32;
-  auto motion_dtype = [](const models::InceptionI3d& m) {
-    return m->fused() ? torch::kFloat32 : m->parameters().front().scalar_type();
-  };
 
   auto run_models = [&](std::vector<Pending>& group) {
     const auto t0 = Clock::now();
@@ -464,7 +465,7 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
           std::vector<torch::Tensor> clips;
           const size_t e = std::min(batch.size(), s + opt.motion_batch);
           for (size_t k = s; k < e; ++k) clips.push_back(batch[k]->item.tensors.at(stream));
-          uploads.push_back(motion_stager.upload(torch::stack(clips), motion_dtype(model)));
+          uploads.push_back(motion_stager.upload(torch::stack(clips), motion_input_dtype(model)));
         }
         for (size_t s = 0, u = 0; s < batch.size(); s += opt.motion_batch, ++u) {
           const size_t e = std::min(batch.size(), s + opt.motion_batch);
