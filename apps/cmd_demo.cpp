@@ -28,18 +28,6 @@ namespace {
 using namespace vidfuse;
 namespace fs = std::filesystem;
 
-struct DemoArgs {
-  std::string out = "vidfuse-demo";
-  std::string dinov3 = models::kBuiltinBackbone;
-  std::string i3d = models::kBuiltinBackbone;
-  int64_t clips = 360;
-  int64_t seed = 0;
-  int64_t seeds = 3;
-  std::string objects = "3";
-  int64_t epochs = 20;
-  double lr = 1e-2;  // 3e-3 left the semantic probe at chance on this task after 20 epochs
-};
-
 // The task, built so that each stream holds half of the answer (data/synth.h):
 //  - what the object does (shaking sideways, shaking up and down, or still) shows only in dense
 //    frames: the shake passes its rest position every 8 frames, exactly where the semantic
@@ -51,6 +39,29 @@ struct DemoArgs {
 constexpr int64_t kClipFrames = 32, kSemanticFrames = 4, kMotionClip = 16;
 constexpr int64_t kVeilBegin = (kClipFrames - kMotionClip) / 2, kVeilEnd = kVeilBegin + kMotionClip;
 constexpr const char* kActions = "shake-sideways,shake-up-down,static";
+
+struct DemoArgs {
+  std::string out = "vidfuse-demo";
+  std::string dinov3 = models::kBuiltinBackbone;
+  std::string i3d = models::kBuiltinBackbone;
+  int64_t clips = 360;
+  int64_t seed = 0;
+  int64_t seeds = 3;
+  std::string actions = kActions;
+  std::string objects = "3";
+  int64_t epochs = 40;
+  double lr = 0;  // 0: each model's own (demo_lr)
+};
+
+// Peak learning rates per model, from a sweep (1e-3, 3e-3, 1e-2; 40 epochs, dataset seed 0,
+// held-out top-1): the probes need 1e-2 (at 3e-3 the semantic one stays near chance on object
+// identity), while the cross-attention layers learn this task only at 1e-3 (at 1e-2 they stay
+// near chance). The dataset seed the sweep used is the default one, so the report says so.
+double demo_lr(const DemoArgs& a, const std::string& arch) {
+  if (a.lr > 0) return a.lr;
+  return arch == "fusion" ? 1e-3 : 1e-2;
+}
+
 const char* const kArchs[] = {"fusion", "semantic", "motion", "late"};
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -170,7 +181,13 @@ void write_summary_report(const std::string& path, const DemoArgs& a,
     << percent(1.0 / num_classes) << ". " << synth.train << " training and " << synth.validation
     << " held-out clips, rendered procedurally (seed " << a.seed
     << ") and encoded as real VP9 and H.264 files; every model is trained with " << a.seeds
-    << (a.seeds == 1 ? " seed" : " seeds") << ".</p>";
+    << (a.seeds == 1 ? " seed" : " seeds") << " for " << a.epochs << " epochs, "
+    << (a.lr > 0 ? "all at learning rate " + std::to_string(a.lr)
+                 : std::string("each at its own learning rate (fusion 1e-3, the others 1e-2: the "
+                               "best of 1e-3, 3e-3 and 1e-2 for each on the held-out clips of "
+                               "dataset seed 0, so at that seed the held-out figures are not "
+                               "untouched)"))
+    << ".</p>";
   h << "<h2>Backbones</h2><ul><li>semantic: "
     << html_escape(models::describe_backbone(a.dinov3, "semantic"))
     << "</li><li>motion: " << html_escape(models::describe_backbone(a.i3d, "motion"))
@@ -227,7 +244,7 @@ int run_demo(const DemoArgs& a) {
   so.seed = static_cast<uint64_t>(a.seed);
   so.clips = a.clips;
   so.frames = kClipFrames;
-  so.actions = data::parse_synth_actions(kActions);
+  so.actions = data::parse_synth_actions(a.actions);
   so.objects = data::parse_synth_objects(a.objects);
   so.format = "both";
   // One swing per pair of semantic frames: out on one side between two of them, out on the other
@@ -236,6 +253,9 @@ int run_demo(const DemoArgs& a) {
   // rest.
   so.shake_period = 2 * (kClipFrames / kSemanticFrames);
   so.shake_still_frame = kClipFrames / kSemanticFrames / 2;
+  // A still camera: its jitter moves a textured background in every frame, which a random-weight
+  // I3D cannot tell from the object's own motion.
+  so.camera_jitter = 0;
   so.veil_begin = kVeilBegin;
   so.veil_end = kVeilEnd;
   std::printf("[1/4] rendering %lld clips (%zu actions x %zu objects) into %s\n",
@@ -258,7 +278,11 @@ int run_demo(const DemoArgs& a) {
   data::ExtractOptions& eo = settings.options;
   eo.store_dir = store;
   eo.semantic_sampling.num_segments = kSemanticFrames;
-  eo.pool = 2;
+  // The clips are 160x120: at 112 px the ViT sees them at about their own resolution (a 7x7
+  // patch grid, what 224 px pooled by 2 gave, for a quarter of the cost); I3D needs 193 px or more.
+  eo.semantic_size = 112;
+  eo.pool = 1;
+  eo.motion_short_side = 224;
   // The clips are 12 fps: take the motion frames at that rate, the centred window.
   eo.motion_sampling.fps = so.fps;
   eo.motion_clip = kMotionClip;
@@ -303,7 +327,7 @@ int run_demo(const DemoArgs& a) {
       c.data.videos = videos;
       c.epochs = a.epochs;
       c.batch_size = 16;
-      c.lr = a.lr;
+      c.lr = demo_lr(a, arch);
       c.weight_decay = 0.05;
       c.warmup_epochs = 1;
       c.seed = a.seed + k;
@@ -325,7 +349,7 @@ int run_demo(const DemoArgs& a) {
       trainer.set_log_callback([epochs](const nlohmann::json& rec) {
         if (rec.value("type", "") != "val") return;
         const double epoch = rec.value("epoch", 0.0);
-        if (std::lround(epoch) % 5 != 0 && std::lround(epoch) != epochs) return;
+        if (std::lround(epoch) % 10 != 0 && std::lround(epoch) != epochs) return;
         std::printf("        epoch %2ld/%ld  val top-1 %5.1f%%  loss %.3f\n", std::lround(epoch),
                     static_cast<long>(epochs), 100 * rec.value("top1", 0.0),
                     rec.value("loss", 0.0));
@@ -347,9 +371,9 @@ int run_demo(const DemoArgs& a) {
   const std::string report = (fs::path(a.out) / "report.html").string();
   write_summary_report(report, a, results, stages, synth, ex, num_classes);
   std::printf(
-      "[4/4] held-out top-1 on the composite task (%lld classes, chance %.1f%%), %lld "
-      "seeds:\n",
-      static_cast<long long>(num_classes), 100.0 / num_classes, static_cast<long long>(a.seeds));
+      "[4/4] held-out top-1 on the composite task (%lld classes, chance %.1f%%), %lld %s:\n",
+      static_cast<long long>(num_classes), 100.0 / num_classes, static_cast<long long>(a.seeds),
+      a.seeds == 1 ? "seed" : "seeds");
   for (const auto& r : results) {
     std::printf("  %-8s mean %5.1f%%  (min %5.1f%%, max %5.1f%%)\n", r.arch.c_str(), 100 * r.mean(),
                 100 * r.min(), 100 * r.max());
@@ -374,10 +398,14 @@ std::function<int()> setup_demo(CLI::App& sub) {
       ->capture_default_str();
   sub.add_option("--seeds", a->seeds, "Training seeds per model (seed, seed+1, ...)")
       ->capture_default_str();
+  sub.add_option("--actions", a->actions, "Actions (N or names, see `vidfuse synth`)")
+      ->capture_default_str();
   sub.add_option("--objects", a->objects, "Objects (N or names, see `vidfuse synth`)")
       ->capture_default_str();
   sub.add_option("--epochs", a->epochs, "Training epochs per model")->capture_default_str();
-  sub.add_option("--lr", a->lr, "Peak learning rate")->capture_default_str();
+  sub.add_option("--lr", a->lr,
+                 "Peak learning rate of every model (default: each model's own, 1e-3 for fusion, "
+                 "1e-2 for the others)");
   return [a] { return run_demo(*a); };
 }
 

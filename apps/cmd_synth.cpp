@@ -91,10 +91,12 @@ VIDFUSE_COMMAND(
           ->capture_default_str();
       sub.add_option("--actions", a->actions,
                      "N (the first N) or comma-separated names, e.g. left-to-right,fall "
-                     "(default: all 12)");
+                     "(default: all " +
+                         std::to_string(vidfuse::data::synth_actions().size()) + ")");
       sub.add_option("--objects", a->objects,
                      "N (the first N) or comma-separated names, e.g. 'red ball,blue box' "
-                     "(default: all 8)");
+                     "(default: all " +
+                         std::to_string(vidfuse::data::synth_objects().size()) + ")");
       sub.add_option("--val-fraction", a->options.val_fraction,
                      "Share of each composite class held out for validation")
           ->capture_default_str();

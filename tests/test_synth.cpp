@@ -91,7 +91,7 @@ double rotation_step(const torch::Tensor& a, const torch::Tensor& b, double cxa,
 
 TEST(SynthCatalogue, ParsesCountsAndNamesWithClearErrors) {
   const auto& actions = data::synth_actions();
-  ASSERT_EQ(actions.size(), 14u);
+  ASSERT_EQ(actions.size(), 15u);
   EXPECT_EQ(data::parse_synth_actions("3"),
             (std::vector<std::string>{"left-to-right", "right-to-left", "up"}));
   // Any spelling, returned in catalogue order without repeats.
@@ -104,8 +104,15 @@ TEST(SynthCatalogue, ParsesCountsAndNamesWithClearErrors) {
                     "left-to-right", "rotate-ccw", "static");
   EXPECT_THROW_WITH(data::parse_synth_objects("red cube"), "unknown object 'red cube'", "red ball",
                     "purple ring");
-  EXPECT_THROW_WITH(data::parse_synth_actions("15"), "between 1 and 14");
+  EXPECT_THROW_WITH(data::parse_synth_actions("16"), "between 1 and 15");
   SynthOptions bad;
+  bad.camera_jitter = 3;
+  EXPECT_THROW_WITH(data::normalize_synth_options(bad), "camera jitter", "[0, 2]");
+  bad = {};
+  bad.actions = {"shake-fast"};
+  bad.shake_period = 6;
+  EXPECT_THROW_WITH(data::normalize_synth_options(bad), "shake-fast", "multiple of 4", "got 6");
+  bad = {};
   bad.width = 161;
   EXPECT_THROW_WITH(data::normalize_synth_options(bad), "--size 161x120", "even");
   bad = {};
@@ -127,9 +134,9 @@ TEST(SynthPlan, DefaultIsBalancedWithTheRequestedValidationShare) {
     if (c.split == "validation") ++val, ++val_actions[c.action];
   }
   EXPECT_EQ(val, 75);  // 0.25 of 300
-  ASSERT_EQ(actions.size(), 14u);
+  ASSERT_EQ(actions.size(), 15u);
   ASSERT_EQ(objects.size(), 8u);
-  for (const auto& [a, n] : actions) EXPECT_TRUE(n == 21 || n == 22) << a << " " << n;
+  for (const auto& [a, n] : actions) EXPECT_EQ(n, 20) << a << " " << n;
   for (const auto& [o, n] : objects) EXPECT_TRUE(n >= 36 && n <= 39) << o << " " << n;
   for (const auto& [a, n] : val_actions) EXPECT_TRUE(n >= 4 && n <= 7) << a << " " << n;
 }
@@ -209,15 +216,20 @@ TEST(SynthRender, EveryActionShowsTheMotionItClaims) {
           EXPECT_GT(degrees, 60.0);
         else
           EXPECT_LT(degrees, -60.0);
-      } else if (k == "shake-sideways" || k == "shake-up-down") {
-        const bool sideways = k == "shake-sideways";
+      } else if (k == "shake-sideways" || k == "shake-up-down" || k == "shake-fast") {
+        const bool sideways = k != "shake-up-down";
+        const int64_t rest_every = o.shake_period / (k == "shake-fast" ? 4 : 2);
         const std::vector<double>& along = sideways ? sx : sy;
         EXPECT_GT(range(along), 0.1 * std::min(W, H));
         EXPECT_LT(range(sideways ? sy : sx), 0.1);  // anti-aliasing moves the centroid a little
         // At rest every half period from shake_still_frame: sparse frames taken there see no
         // shaking at all.
-        for (int64_t t = o.shake_still_frame; t < T; t += o.shake_period / 2)
+        for (int64_t t = o.shake_still_frame; t < T; t += rest_every)
           EXPECT_NEAR(along[t], along[o.shake_still_frame], 0.5) << t;
+        // ... and between them it moves.
+        EXPECT_GT(
+            std::abs(along[o.shake_still_frame + rest_every / 2] - along[o.shake_still_frame]),
+            0.05 * std::min(W, H));
       } else {
         ASSERT_EQ(k, "static");
         // Only the camera shakes.
@@ -226,6 +238,31 @@ TEST(SynthRender, EveryActionShowsTheMotionItClaims) {
         EXPECT_LT(range(c.area), 0.1 * c.area[0]);
       }
     }
+  }
+}
+
+TEST(SynthRender, CameraJitterZeroKeepsTheCameraStill) {
+  SynthOptions o;
+  o.frames = 16;
+  int64_t moved = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    const auto shaky = data::render_synth_clip(o, "static", "red ball", seed);
+    for (int64_t t = 0; t < o.frames; ++t) moved += shaky.shake_x[t] != 0 || shaky.shake_y[t] != 0;
+  }
+  EXPECT_GT(moved, 0);  // the default camera is hand-held
+  o.camera_jitter = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    const auto still = data::render_synth_clip(o, "static", "red ball", seed);
+    for (int64_t t = 0; t < o.frames; ++t) {
+      EXPECT_EQ(still.shake_x[t], 0) << t;
+      EXPECT_EQ(still.shake_y[t], 0) << t;
+    }
+    // A static object under a still camera: only sensor noise and flicker change the frames.
+    const auto d =
+        (still.frames[o.frames - 1].to(torch::kFloat32) - still.frames[0].to(torch::kFloat32))
+            .abs()
+            .mean();
+    EXPECT_LT(d.item<double>(), 12.0);
   }
 }
 

@@ -47,7 +47,8 @@ enum class Motion {
   Fall,
   Static,
   ShakeSideways,
-  ShakeUpDown
+  ShakeUpDown,
+  ShakeFast
 };
 
 struct ActionDef {
@@ -74,6 +75,8 @@ const ActionDef kActions[] = {
     // them.
     {"shake-sideways", "Shaking [something] from side to side", Motion::ShakeSideways},
     {"shake-up-down", "Shaking [something] up and down", Motion::ShakeUpDown},
+    // Sideways at half the period: at rest on the same frames, twice as fast in between.
+    {"shake-fast", "Shaking [something] quickly", Motion::ShakeFast},
 };
 
 enum class Shape { Ball, Box, Triangle, Star, Ring, Cross, Diamond, Hexagon };
@@ -409,14 +412,16 @@ std::vector<Pose> trajectory(Motion motion, SampleRng& rng, float W, float H, in
         p.cy = centre_in(H, radius, across);
         break;
       case Motion::ShakeSideways:
-      case Motion::ShakeUpDown: {
+      case Motion::ShakeUpDown:
+      case Motion::ShakeFast: {
         const float amp = travel * 0.5f * std::min(W, H);
+        const float period =
+            static_cast<float>(o.shake_period) * (motion == Motion::ShakeFast ? 0.5f : 1.f);
         const float swing = amp * std::sin(2.f * static_cast<float>(kPi) *
-                                           (t - static_cast<float>(o.shake_still_frame)) /
-                                           static_cast<float>(o.shake_period));
+                                           (t - static_cast<float>(o.shake_still_frame)) / period);
         p.cx = centre_in(W, radius + amp, place);
         p.cy = centre_in(H, radius + amp, across);
-        (motion == Motion::ShakeSideways ? p.cx : p.cy) += swing;
+        (motion == Motion::ShakeUpDown ? p.cy : p.cx) += swing;
         break;
       }
     }
@@ -451,6 +456,7 @@ json render_key(const SynthOptions& o) {
   if (o.shake_period != d.shake_period || o.shake_still_frame != d.shake_still_frame)
     key["shake"] = {o.shake_period, o.shake_still_frame};
   if (o.veil_end > o.veil_begin) key["veil"] = {o.veil_begin, o.veil_end};
+  if (o.camera_jitter != d.camera_jitter) key["camera_jitter"] = o.camera_jitter;
   return key;
 }
 
@@ -578,6 +584,9 @@ SynthOptions normalize_synth_options(SynthOptions o) {
     throw Error("synth: the shake period must be at least 2 frames, got " +
                 std::to_string(o.shake_period));
   if (o.veil_begin < 0 || o.veil_end < 0) throw Error("synth: the veil's frames must be >= 0");
+  if (!(o.camera_jitter >= 0 && o.camera_jitter <= 2))
+    throw Error("synth: the camera jitter must be in [0, 2] pixels, got " +
+                std::to_string(o.camera_jitter));
   if (o.format != "webm" && o.format != "mp4" && o.format != "both")
     throw Error("synth: --format '" + o.format + "': webm, mp4 or both");
   auto join = [](const std::vector<std::string>& v) {
@@ -589,6 +598,12 @@ SynthOptions normalize_synth_options(SynthOptions o) {
                                 : parse_synth_actions(join(o.actions));
   o.objects = o.objects.empty() ? parse_synth_objects(std::to_string(synth_objects().size()))
                                 : parse_synth_objects(join(o.objects));
+  if (std::find(o.actions.begin(), o.actions.end(), "shake-fast") != o.actions.end() &&
+      o.shake_period % 4 != 0)
+    throw Error(
+        "synth: shake-fast rests every quarter of the shake period, so the period must be "
+        "a multiple of 4 frames, got " +
+        std::to_string(o.shake_period));
   return o;
 }
 
@@ -662,7 +677,8 @@ RenderedClip render_synth_clip(const SynthOptions& options, const std::string& a
   const float minside = static_cast<float>(std::min(W, H));
   float radius = minside * U(0.09, 0.16);
   if (motion == Motion::Approach || motion == Motion::Recede) radius *= 0.65f;
-  const float jitter = U(0, 1.5), noise_sigma = U(1, 6), flicker = U(0, 0.03);
+  const float jitter = U(0, 1.5) * static_cast<float>(options.camera_jitter / 1.5),
+              noise_sigma = U(1, 6), flicker = U(0, 0.03);
 
   const std::vector<Pose> poses =
       trajectory(motion, rng, static_cast<float>(W), static_cast<float>(H), T, radius, options);

@@ -53,6 +53,9 @@ struct SynthOptions {
   // Frames [veil_begin, veil_end) show the object as a plain grey ball (no colour, shape or
   // texture), so which object it is can be seen only in the other frames. Off when empty.
   int64_t veil_begin = 0, veil_end = 0;
+  // Most a hand-held camera shifts the scene per frame (pixels; each clip draws its own up to
+  // this). It moves a textured background in every frame; 0 keeps the camera still.
+  double camera_jitter = 1.5;
   int jobs = 0;  // render/encode workers, 0 = one per core; output identical
 };
 
