@@ -49,7 +49,7 @@ struct DemoArgs {
   int64_t seeds = 3;
   std::string actions = kActions;
   std::string objects = "3";
-  int64_t epochs = 40;
+  int64_t epochs = 60;
   double lr = 0;  // 0: each model's own (demo_lr)
 };
 

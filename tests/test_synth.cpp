@@ -241,6 +241,24 @@ TEST(SynthRender, EveryActionShowsTheMotionItClaims) {
   }
 }
 
+TEST(SynthRender, AStillObjectSitsWhereAShakingOneRests) {
+  // Same clip seed, same draws: the static clip's object is where the shaking clip's object is at
+  // its rest frames, so frames sampled there cannot tell the two actions apart by position.
+  SynthOptions o;
+  o.frames = 16;
+  o.camera_jitter = 0;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    const auto still = data::render_synth_clip(o, "static", "blue box", seed);
+    for (const char* shake : {"shake-sideways", "shake-up-down", "shake-fast"}) {
+      const auto shaking = data::render_synth_clip(o, shake, "blue box", seed);
+      for (int64_t t = o.shake_still_frame; t < o.frames; t += o.shake_period / 2) {
+        EXPECT_NEAR(shaking.cx[t], still.cx[t], 0.5) << shake << " seed " << seed << " t " << t;
+        EXPECT_NEAR(shaking.cy[t], still.cy[t], 0.5) << shake << " seed " << seed << " t " << t;
+      }
+    }
+  }
+}
+
 TEST(SynthRender, CameraJitterZeroKeepsTheCameraStill) {
   SynthOptions o;
   o.frames = 16;

@@ -198,7 +198,9 @@ TEST(VideoReader, SeekModesAgreeFrameForFrame) {
       VideoReader reader(v.path, o);
       EXPECT_EQ(decode_indices(reader.read(want)), want)
           << "mode " << static_cast<int>(mode) << " threads " << threads;
-      if (mode == io::SeekMode::Never) EXPECT_EQ(reader.last_read_stats().seeks, 0);
+      if (mode == io::SeekMode::Never) {
+        EXPECT_EQ(reader.last_read_stats().seeks, 0);
+      }
     }
   }
 }
@@ -363,7 +365,9 @@ TEST(VideoErrors, CorruptFrameInTheMiddleIsSkippedAndReported) {
   const auto got = decode_indices(reader.read_all(&warnings));
   ASSERT_EQ(got.size(), 20u);
   for (int i = 0; i < 20; ++i) {
-    if (i != 9) EXPECT_EQ(got[i], i);
+    if (i != 9) {
+      EXPECT_EQ(got[i], i);
+    }
   }
   EXPECT_EQ(got[9], 8);  // what was on screen instead: the frame before
   EXPECT_TRUE(any_contains(warnings, "[9]")) << join(warnings);

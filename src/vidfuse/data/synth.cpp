@@ -407,10 +407,14 @@ std::vector<Pose> trajectory(Motion motion, SampleRng& rng, float W, float H, in
         p.theta = theta0 + spin * g;
         break;
       }
-      case Motion::Static:
-        p.cx = centre_in(W, radius, place);
-        p.cy = centre_in(H, radius, across);
+      case Motion::Static: {
+        // Placed as the shakes are (inside their swing's margin), so where a still object sits
+        // does not tell it from one shaking: at the shakes' rest frames the two look alike.
+        const float amp = travel * 0.5f * std::min(W, H);
+        p.cx = centre_in(W, radius + amp, place);
+        p.cy = centre_in(H, radius + amp, across);
         break;
+      }
       case Motion::ShakeSideways:
       case Motion::ShakeUpDown:
       case Motion::ShakeFast: {
