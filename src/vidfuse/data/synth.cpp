@@ -30,7 +30,7 @@ using nlohmann::json;
 
 // Bump when the renderer changes what a seed draws: synth.json records it, and a rerun into a
 // folder made by another version is refused instead of mixing two looks in one dataset.
-constexpr int kRendererVersion = 1;
+constexpr int kRendererVersion = 2;  // 2: a still object is placed as a shaking one
 constexpr double kPi = 3.14159265358979323846;
 
 enum class Motion {
@@ -407,24 +407,20 @@ std::vector<Pose> trajectory(Motion motion, SampleRng& rng, float W, float H, in
         p.theta = theta0 + spin * g;
         break;
       }
-      case Motion::Static: {
-        // Placed as the shakes are (inside their swing's margin), so where a still object sits
-        // does not tell it from one shaking: at the shakes' rest frames the two look alike.
-        const float amp = travel * 0.5f * std::min(W, H);
-        p.cx = centre_in(W, radius + amp, place);
-        p.cy = centre_in(H, radius + amp, across);
-        break;
-      }
+      case Motion::Static:
       case Motion::ShakeSideways:
       case Motion::ShakeUpDown:
       case Motion::ShakeFast: {
+        // A still object is placed as a shaking one is (inside the swing's margin), so where it
+        // sits does not tell it from one shaking: at the shakes' rest frames the two look alike.
         const float amp = travel * 0.5f * std::min(W, H);
+        p.cx = centre_in(W, radius + amp, place);
+        p.cy = centre_in(H, radius + amp, across);
+        if (motion == Motion::Static) break;
         const float period =
             static_cast<float>(o.shake_period) * (motion == Motion::ShakeFast ? 0.5f : 1.f);
         const float swing = amp * std::sin(2.f * static_cast<float>(kPi) *
                                            (t - static_cast<float>(o.shake_still_frame)) / period);
-        p.cx = centre_in(W, radius + amp, place);
-        p.cy = centre_in(H, radius + amp, across);
         (motion == Motion::ShakeUpDown ? p.cy : p.cx) += swing;
         break;
       }
@@ -681,8 +677,7 @@ RenderedClip render_synth_clip(const SynthOptions& options, const std::string& a
   const float minside = static_cast<float>(std::min(W, H));
   float radius = minside * U(0.09, 0.16);
   if (motion == Motion::Approach || motion == Motion::Recede) radius *= 0.65f;
-  const float jitter = U(0, 1.5) * static_cast<float>(options.camera_jitter / 1.5),
-              noise_sigma = U(1, 6), flicker = U(0, 0.03);
+  const float jitter = U(0, options.camera_jitter), noise_sigma = U(1, 6), flicker = U(0, 0.03);
 
   const std::vector<Pose> poses =
       trajectory(motion, rng, static_cast<float>(W), static_cast<float>(H), T, radius, options);
