@@ -26,7 +26,7 @@ constexpr Shape kShapes[] = {{"dinov3-vitb16", 8, 12, 201, 201, 64},
                              {"fusion-mot-to-sem", 32, 8, 392, 800, 64},
                              {"fusion-pool", 32, 8, 4, 800, 64}};
 
-struct BenchArgs {
+struct AttentionBenchArgs {
   std::string dtype = "both", device = "cpu", shape;
   int64_t iters = 5;
   bool json = false;
@@ -44,7 +44,7 @@ double best_seconds(int64_t iters, const std::function<void()>& step) {
   return best;
 }
 
-int run_bench(const BenchArgs& a) {
+int run_attention_bench(const AttentionBenchArgs& a) {
   warn_if_bf16_is_emulated(a.dtype != "fp32", a.device);
   const torch::Device device(a.device);
   std::vector<std::pair<std::string, torch::ScalarType>> dtypes;
@@ -107,7 +107,7 @@ int run_bench(const BenchArgs& a) {
 
 VIDFUSE_BENCH("attention", "SDPA vs the per-head attention kernel at the models' shapes",
               [](CLI::App& sub) {
-                auto a = std::make_shared<BenchArgs>();
+                auto a = std::make_shared<AttentionBenchArgs>();
                 sub.add_flag("--json", a->json, "One JSON object per line");
                 sub.add_option("--dtype", a->dtype, "fp32, bf16 or both")->capture_default_str();
                 sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
@@ -116,7 +116,7 @@ VIDFUSE_BENCH("attention", "SDPA vs the per-head attention kernel at the models'
                                "fusion-mot-to-sem, fusion-pool)");
                 sub.add_option("--iters", a->iters, "Timed iterations (best is reported)")
                     ->capture_default_str();
-                return [a] { return run_bench(*a); };
+                return [a] { return run_attention_bench(*a); };
               });
 
 }  // namespace

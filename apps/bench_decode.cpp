@@ -158,7 +158,7 @@ json row_json(const BenchClip& c, const Row& r) {
   return j;
 }
 
-int run_bench(bool as_json, int repeat, double model_ms, std::string dir) {
+int run_decode_bench(bool as_json, int repeat, double model_ms, std::string dir) {
   namespace fs = std::filesystem;
   bool remove_dir = false;
   if (dir.empty()) {
@@ -291,18 +291,17 @@ int run_bench(bool as_json, int repeat, double model_ms, std::string dir) {
 
 }  // namespace
 
-VIDFUSE_BENCH("decode", "Decode + sample + transform throughput vs the ffmpeg CLI",
-              [](CLI::App& sub) {
-                auto as_json = std::make_shared<bool>(false);
-                auto repeat = std::make_shared<int>(3);
-                auto model_ms = std::make_shared<double>(0.0);
-                auto dir = std::make_shared<std::string>();
-                sub.add_flag("--json", *as_json, "One JSON object per line");
-                sub.add_option("--repeat", *repeat, "Best of N runs")->capture_default_str();
-                sub.add_option("--model-ms", *model_ms,
-                               "Simulated model time per clip (0: 1.25x the loader pace)")
-                    ->capture_default_str();
-                sub.add_option("--dir", *dir,
-                               "Keep (and reuse) the generated clips in this folder");
-                return [=]() { return run_bench(*as_json, std::max(1, *repeat), *model_ms, *dir); };
-              });
+VIDFUSE_BENCH(
+    "decode", "Decode + sample + transform throughput vs the ffmpeg CLI", [](CLI::App& sub) {
+      auto as_json = std::make_shared<bool>(false);
+      auto repeat = std::make_shared<int>(3);
+      auto model_ms = std::make_shared<double>(0.0);
+      auto dir = std::make_shared<std::string>();
+      sub.add_flag("--json", *as_json, "One JSON object per line");
+      sub.add_option("--repeat", *repeat, "Best of N runs")->capture_default_str();
+      sub.add_option("--model-ms", *model_ms,
+                     "Simulated model time per clip (0: 1.25x the loader pace)")
+          ->capture_default_str();
+      sub.add_option("--dir", *dir, "Keep (and reuse) the generated clips in this folder");
+      return [=]() { return run_decode_bench(*as_json, std::max(1, *repeat), *model_ms, *dir); };
+    });

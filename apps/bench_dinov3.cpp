@@ -1,6 +1,5 @@
 // `vidfuse bench dinov3 [--json]`: DINOv3 images/s at the real shape, against the GEMM ceiling
 // measured in the same run.
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,7 +15,7 @@
 namespace vidfuse::cli {
 namespace {
 
-struct BenchArgs {
+struct Dinov3BenchArgs {
   std::string variant = "vitb16", dtype = "both", device = "cpu";
   int64_t batch = 8, size = 224, iters = 3;
   bool json = false;
@@ -32,13 +31,7 @@ double dinov3_gflop_per_image(const models::DinoV3Config& c, int64_t size) {
   return 2 * (c.num_hidden_layers * per_layer + patch) / 1e9;
 }
 
-double peak_rss_gb() {
-  struct rusage u {};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss / 1024.0 / 1024.0;
-}
-
-int run_bench(const BenchArgs& a) {
+int run_dinov3_bench(const Dinov3BenchArgs& a) {
   std::vector<std::string> dtypes = a.dtype == "both" ? std::vector<std::string>{"fp32", "bf16"}
                                                       : std::vector<std::string>{a.dtype};
   const auto config = models::DinoV3Config::preset(a.variant);
@@ -110,7 +103,7 @@ int run_bench(const BenchArgs& a) {
 VIDFUSE_BENCH(
     "dinov3", "DINOv3 images/s (random weights of the real shape) vs the GEMM ceiling",
     [](CLI::App& sub) {
-      auto a = std::make_shared<BenchArgs>();
+      auto a = std::make_shared<Dinov3BenchArgs>();
       sub.add_flag("--json", a->json, "One JSON object per line");
       sub.add_option("--variant", a->variant, "vits16|vitb16|vitl16|...")->capture_default_str();
       sub.add_option("--dtype", a->dtype, "fp32, bf16 or both")->capture_default_str();
@@ -119,7 +112,7 @@ VIDFUSE_BENCH(
       sub.add_option("--size", a->size, "Square input size")->capture_default_str();
       sub.add_option("--iters", a->iters, "Timed iterations (best is reported)")
           ->capture_default_str();
-      return [a] { return run_bench(*a); };
+      return [a] { return run_dinov3_bench(*a); };
     });
 
 }  // namespace

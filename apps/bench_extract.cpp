@@ -27,7 +27,7 @@ using namespace vidfuse;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-struct BenchArgs {
+struct ExtractBenchArgs {
   bool json = false, small = false;
   int videos = 0;   // 0: 6 (small) / 4 (full)
   int workers = 0;  // 0: one per core
@@ -68,7 +68,7 @@ void write_ssv2_like(const std::string& path) {
   writer.close();
 }
 
-int run(const BenchArgs& a) {
+int run(const ExtractBenchArgs& a) {
   const bool small = a.small;
   const int n_videos = a.videos > 0 ? a.videos : (small ? 6 : 4);
   const torch::ScalarType compute = cli::parse_compute_dtype(a.dtype, a.device);
@@ -194,7 +194,7 @@ int run(const BenchArgs& a) {
 VIDFUSE_BENCH(
     "extract", "End-to-end extraction videos/s vs the model-only rate, same run",
     [](CLI::App& sub) {
-      auto a = std::make_shared<BenchArgs>();
+      auto a = std::make_shared<ExtractBenchArgs>();
       sub.add_flag("--json", a->json, "One JSON object per line");
       sub.add_flag("--small", a->small, "Small models and inputs: a quick run");
       sub.add_option("--videos", a->videos, "Clips to extract (default 4, small 6)");

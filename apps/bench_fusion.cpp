@@ -3,7 +3,6 @@
 // 174 classes) through the real Trainer, its analytic FLOPs per sample next to the backbones', the
 // GEMM rate of the same dtype measured in the same run as the ceiling, and what one SSv2 epoch
 // would take at the measured rate.
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,19 +27,13 @@ constexpr double kDinoGflopPerFrame = 35.9;
 constexpr double kI3dGflopPerClip = 222.0;
 constexpr int64_t kSsv2TrainVideos = 168913;
 
-struct BenchArgs {
+struct FusionBenchArgs {
   std::string precision = "fp32", config, device = "cpu";
   int64_t batch = 32, iters = 3, frames = 16;
   bool json = false;
 };
 
-double peak_rss_gb() {
-  struct rusage u {};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss / 1024.0 / 1024.0;
-}
-
-int run_bench(const BenchArgs& a) {
+int run_fusion_bench(const FusionBenchArgs& a) {
   if (a.batch < 1 || a.iters < 1) throw Error("bench fusion: --batch and --iters must be >= 1");
   std::vector<std::string> precisions = a.precision == "both"
                                             ? std::vector<std::string>{"fp32", "bf16"}
@@ -148,7 +141,7 @@ int run_bench(const BenchArgs& a) {
 VIDFUSE_BENCH(
     "fusion", "Fusion training samples/s on SSv2-shaped cached features, FLOPs vs the backbones",
     [](CLI::App& sub) {
-      auto a = std::make_shared<BenchArgs>();
+      auto a = std::make_shared<FusionBenchArgs>();
       sub.add_flag("--json", a->json, "One JSON object per line");
       sub.add_option("--precision", a->precision, "fp32, bf16 or both")
           ->check(CLI::IsMember({"fp32", "bf16", "both"}))
@@ -160,7 +153,7 @@ VIDFUSE_BENCH(
       sub.add_option("--config", a->config,
                      "Train config JSON whose \"model\" is benchmarked (default: the "
                      "default fusion config)");
-      return [a] { return run_bench(*a); };
+      return [a] { return run_fusion_bench(*a); };
     });
 
 }  // namespace

@@ -72,7 +72,7 @@ nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype,
           {"ratio_to_linear", gflop / median / linear}};
 }
 
-int run_bench(const BenchOptions& o) {
+int run_i3d_bench(const BenchOptions& o) {
   if (o.frames < models::kI3DMinFrames || o.size < models::kI3DMinSize || o.batch < 1 ||
       o.iters < 1)
     throw Error("bench i3d: needs --frames >= 9, --size >= 193, --batch >= 1, --iters >= 1");
@@ -109,7 +109,7 @@ VIDFUSE_BENCH("i3d", "I3D seconds per 64x224x224 clip vs the GEMM ceiling", [](C
       ->capture_default_str();
   sub.add_option("--iters", o->iters, "Timed forwards (after one warm-up)")->capture_default_str();
   sub.add_option("--device", o->device, "cpu, cuda, cuda:N")->capture_default_str();
-  return [o] { return run_bench(*o); };
+  return [o] { return run_i3d_bench(*o); };
 });
 
 }  // namespace

@@ -362,11 +362,14 @@ int run_demo(const DemoArgs& a) {
                     rec.value("loss", 0.0));
         std::fflush(stdout);
       });
-      trainer.fit();
+      const auto summary = trainer.fit();
       if (r.params == 0)
         for (const auto& p : trainer.model()->parameters()) r.params += p.numel();
       // The held-out number is the final model's (no selection on the validation set).
-      r.runs.push_back(trainer.validate());
+      if (!summary.val)
+        throw Error("demo: " + arch + " seed " + std::to_string(c.seed) +
+                    ": training ended without a validation");
+      r.runs.push_back(*summary.val);
     }
     r.seconds = seconds_since(t0);
     results.push_back(r);

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/Utils.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -131,6 +132,12 @@ void configure_runtime(int threads) {
               << " (not OpenBLAS/MKL): matrix products may be ~30x slower. "
                  "Install libopenblas0-openmp.\n";
   }
+}
+
+double peak_rss_gb() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0 / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
 }  // namespace vidfuse

@@ -45,4 +45,7 @@ std::string bf16_compute_warning(const std::string& device);
 // Prints bf16_compute_warning(device) once per process on stderr when `bf16` is set.
 void warn_if_bf16_is_emulated(bool bf16, const std::string& device);
 
+// The most resident memory this process has held so far, in GiB (benchmarks report it).
+double peak_rss_gb();
+
 }  // namespace vidfuse

@@ -206,11 +206,6 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 // ---- SSv2 -------------------------------------------------------------------------------------
 
-std::string strip_brackets(std::string s) {
-  s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == '[' || c == ']'; }), s.end());
-  return s;
-}
-
 // labels.json: {"Approaching something with your camera": "0", ...} → names by index.
 std::map<std::string, int64_t> read_ssv2_labels(const std::string& path,
                                                 std::vector<std::string>& names) {
@@ -285,7 +280,7 @@ Manifest read_ssv2(const std::string& path, const std::string& videos_dir) {
       if (!have_labels)
         fail_file(path, at + ": has a template but there is no labels.json beside the manifest (" +
                             labels_path.string() + ")");
-      const std::string key = strip_brackets(e["template"].get<std::string>());
+      const std::string key = ssv2_label_of_template(e["template"].get<std::string>());
       auto it = labels.find(key);
       if (it == labels.end())
         fail_file(path, at + ": template '" + key + "' is not a class in " + labels_path.string());
@@ -487,6 +482,11 @@ Manifest read_manifest(const std::string& path, const std::string& videos_dir) {
   }
   if (m.videos.empty()) fail_file(path, "manifest lists no videos");
   return m;
+}
+
+std::string ssv2_label_of_template(std::string s) {
+  s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == '[' || c == ']'; }), s.end());
+  return s;
 }
 
 }  // namespace vidfuse::data

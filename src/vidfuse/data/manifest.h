@@ -30,4 +30,9 @@ Manifest read_manifest(const std::string& path, const std::string& videos_dir = 
 // File extensions read as videos when listing folders (lower case, with the dot).
 bool is_video_extension(const std::string& ext);
 
+// SSv2's class name for a template: "Pushing [something] from left to right" -> "Pushing something
+// from left to right" (labels.json keys are written without the brackets). synth names its classes
+// with it too, so its datasets read back with the same labels.
+std::string ssv2_label_of_template(std::string template_text);
+
 }  // namespace vidfuse::data

@@ -16,6 +16,7 @@
 
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/data/manifest.h"
 #include "vidfuse/io/frame_source.h"
 #include "vidfuse/io/sampling.h"
 #include "vidfuse/io/video_writer.h"
@@ -98,17 +99,10 @@ const ObjectDef kObjects[] = {
     {"pink hexagon", Shape::Hexagon, {240, 110, 175}},
 };
 
-std::string strip_brackets(const std::string& s) {
-  std::string r;
-  for (char c : s)
-    if (c != '[' && c != ']') r += c;
-  return r;
-}
-
 // Lower case, brackets dropped, '-' and '_' read as spaces: what users type for a name.
 std::string fold_name(const std::string& s) {
   std::string r;
-  for (char c : strip_brackets(s)) {
+  for (char c : ssv2_label_of_template(s)) {
     if (c == '-' || c == '_') c = ' ';
     r += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
@@ -518,7 +512,7 @@ void write_label_set(const fs::path& dir, const std::vector<std::string>& classe
 const std::vector<SynthAction>& synth_actions() {
   static const std::vector<SynthAction> all = [] {
     std::vector<SynthAction> v;
-    for (const auto& a : kActions) v.push_back({a.key, a.tmpl, strip_brackets(a.tmpl)});
+    for (const auto& a : kActions) v.push_back({a.key, a.tmpl, ssv2_label_of_template(a.tmpl)});
     return v;
   }();
   return all;
@@ -859,7 +853,7 @@ SynthSummary write_synth_dataset(const std::string& out_dir, const SynthOptions&
   // class indices only depend on the selection).
   std::vector<std::string> action_classes, composite_classes;
   for (const auto& a : o.actions) {
-    action_classes.push_back(strip_brackets(action_def(a).tmpl));
+    action_classes.push_back(ssv2_label_of_template(action_def(a).tmpl));
     for (const auto& obj : o.objects) composite_classes.push_back(synth_composite_name(a, obj));
   }
   write_label_set(out, action_classes, plan, [](const SynthClipPlan& c) {
