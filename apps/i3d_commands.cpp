@@ -5,25 +5,13 @@
 #include <map>
 #include <set>
 
+#include "dtype_option.h"
 #include "vidfuse/core/error.h"
-#include "vidfuse/core/runtime.h"
 #include "vidfuse/models/i3d.h"
 #include "vidfuse/models/i3d_names.h"
 #include "vidfuse/weights/checkpoint.h"
 
 namespace vidfuse::cli {
-namespace {
-
-torch::ScalarType compute_dtype(const std::string& name) {
-  if (name == "fp32") return torch::kFloat32;
-  if (name == "bf16") {
-    warn_if_bf16_is_emulated(true, "cpu");
-    return torch::kBFloat16;
-  }
-  throw Error("I3D: unknown --dtype '" + name + "' (expected fp32 or bf16)");
-}
-
-}  // namespace
 
 bool looks_like_i3d(const weights::TensorMap& state) {
   return models::detect_i3d_naming(state) != models::I3DNaming::kUnknown;
@@ -31,7 +19,7 @@ bool looks_like_i3d(const weights::TensorMap& state) {
 
 int forward_i3d(const std::string& model_path, const std::string& input, const std::string& output,
                 const std::string& dtype) {
-  const torch::ScalarType compute = compute_dtype(dtype);
+  const torch::ScalarType compute = parse_compute_dtype(dtype);
   models::InceptionI3d model = models::load_i3d(model_path);
   model->fuse_for_inference(compute);
 
