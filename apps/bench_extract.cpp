@@ -5,7 +5,6 @@
 // share of the model-only rate the pipeline keeps: 1.0 means decoding is fully hidden. Random
 // weights of the real shapes (ViT-B/16 + I3D; --small: ViT-S/16 at 112 px, 8 frames, and a
 // 16-frame I3D clip at 193 px) — throughput does not depend on the weights.
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -33,12 +32,6 @@ struct ExtractBenchArgs {
   int workers = 0;  // 0: one per core
   std::string dtype = "fp32", dir, device = "cpu";
 };
-
-double peak_rss_mb() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss / 1024.0;  // Linux reports KiB
-}
 
 // Moving textured content, so the VP9 stream costs what a real one does to decode.
 void write_ssv2_like(const std::string& path) {
@@ -175,7 +168,7 @@ int run(const ExtractBenchArgs& a) {
                       {"model_seconds_in_e2e", s.model_seconds},
                       {"loader_idle_fraction", s.loader_idle_fraction},
                       {"store_bytes_per_video", static_cast<double>(bytes) / n_videos},
-                      {"peak_rss_mb", peak_rss_mb()}};
+                      {"peak_rss_mb", 1024 * peak_rss_gb()}};
   if (a.json) {
     std::cout << j.dump() << "\n";
   } else {
@@ -183,7 +176,7 @@ int run(const ExtractBenchArgs& a) {
         "extract (%s, %s): end-to-end %.3f videos/s, model-only %.3f videos/s, ratio %.2f; "
         "loader idle %.2f; %.0f KB/video; peak RSS %.0f MB\n",
         j["config"].get<std::string>().c_str(), a.dtype.c_str(), e2e, model_rate, e2e / model_rate,
-        s.loader_idle_fraction, bytes / 1e3 / n_videos, peak_rss_mb());
+        s.loader_idle_fraction, bytes / 1e3 / n_videos, 1024 * peak_rss_gb());
   }
   if (remove_dir) fs::remove_all(dir);
   return 0;

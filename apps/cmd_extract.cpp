@@ -3,7 +3,7 @@
 // same command resumes; `--shard i/n` (or RANK/WORLD_SIZE) splits the work across processes and
 // machines writing to one store. Exit status: 0 all done, 1 some videos failed (listed in
 // STORE/failures.jsonl), 2 the job could not run or the store could not be written.
-#include <iomanip>
+#include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -138,13 +138,13 @@ int run_extract(const Args& a) {
   settings.i3d = mot ? a.i3d : "";
   settings.flow_i3d = flo ? a.flow_i3d : "";
   if (!s.write_error) data::write_extract_settings(a.out, settings);
+  char figures[128];
+  std::snprintf(figures, sizeof(figures),
+                "in %.1f s, %.2f videos/s; the models waited for the loader %.1f %% of the time",
+                s.seconds, s.videos_per_s(), 100 * s.loader_idle_fraction);
   std::cerr << "extract: " << s.done << " extracted, " << s.skipped << " already complete, "
             << s.failed << " failed, " << s.not_attempted << " not attempted (" << s.shard_videos
-            << " in this shard of " << s.manifest_videos << ") in " << std::fixed
-            << std::setprecision(1) << s.seconds << " s, " << std::setprecision(2)
-            << s.videos_per_s() << " videos/s; the models waited for the loader "
-            << std::setprecision(1) << 100 * s.loader_idle_fraction << " % of the time\n"
-            << std::defaultfloat << std::setprecision(6);
+            << " in this shard of " << s.manifest_videos << ") " << figures << "\n";
   if (s.failed > 0) std::cerr << "extract: failures are listed in " << a.out << "/failures.jsonl\n";
   if (s.stopped)
     std::cerr << "extract: " << (s.write_error ? "error: " : "") << s.stop_reason << "\n";
