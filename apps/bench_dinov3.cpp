@@ -16,7 +16,7 @@ namespace vidfuse::cli {
 namespace {
 
 struct Dinov3BenchArgs {
-  std::string variant = "vitb16", dtype = "both", device = "cpu";
+  std::string variant = "vitb16", dtype = "both", device = "cpu", weights;
   int64_t batch = 8, size = 224, iters = 3;
   bool json = false;
 };
@@ -34,13 +34,14 @@ double dinov3_gflop_per_image(const models::DinoV3Config& c, int64_t size) {
 int run_dinov3_bench(const Dinov3BenchArgs& a) {
   std::vector<std::string> dtypes = a.dtype == "both" ? std::vector<std::string>{"fp32", "bf16"}
                                                       : std::vector<std::string>{a.dtype};
-  const auto config = models::DinoV3Config::preset(a.variant);
-  // The figure the issue and the literature quote (35.9 for ViT-B/16 at 224) next to our count.
-  const double gflop = dinov3_gflop_per_image(config, a.size);
   for (const auto& name : dtypes) {
     const torch::ScalarType dtype = parse_compute_dtype(name, a.device);
     torch::manual_seed(0);
-    models::DinoV3ViT model(config);
+    models::DinoV3ViT model = a.weights.empty()
+                                  ? models::DinoV3ViT(models::DinoV3Config::preset(a.variant))
+                                  : models::load_dinov3(a.weights, dtype);
+    // The figure the issue and the literature quote (35.9 for ViT-B/16 at 224) next to our count.
+    const double gflop = dinov3_gflop_per_image(model->config(), a.size);
     const torch::Device device(a.device);
     model->to(device, dtype);
     model->eval();
@@ -64,7 +65,7 @@ int run_dinov3_bench(const Dinov3BenchArgs& a) {
     // The rate the model's linear layers actually get (oneDNN on the CPU): the tighter ceiling.
     const double linear = measure_linear_gflops(dtype, device);
     nlohmann::json r = {{"bench", "dinov3"},
-                        {"variant", a.variant},
+                        {"variant", a.weights.empty() ? a.variant : a.weights},
                         {"device", a.device},
                         {"dtype", name},
                         {"batch", a.batch},
@@ -92,20 +93,24 @@ int run_dinov3_bench(const Dinov3BenchArgs& a) {
           "dinov3 %s %s batch %ld @%ld: %.2f img/s (median %.2f), %.1f GFLOP/s model vs %.1f "
           "GFLOP/s GEMM (ratio %.2f) and %.1f GFLOP/s oneDNN linear (ratio %.2f), peak RSS %.2f "
           "GB\n",
-          a.variant.c_str(), name.c_str(), (long)a.batch, (long)a.size, images_per_s,
-          a.batch / median, model_gflops, gemm, model_gflops / gemm, linear, model_gflops / linear,
-          peak_rss_gb());
+          (a.weights.empty() ? a.variant : a.weights).c_str(), name.c_str(), (long)a.batch,
+          (long)a.size, images_per_s, a.batch / median, model_gflops, gemm, model_gflops / gemm,
+          linear, model_gflops / linear, peak_rss_gb());
     }
   }
   return 0;
 }
 
 VIDFUSE_BENCH(
-    "dinov3", "DINOv3 images/s (random weights of the real shape) vs the GEMM ceiling",
+    "dinov3",
+    "DINOv3 images/s (random weights of the real shape, or --weights) vs the GEMM ceiling",
     [](CLI::App& sub) {
       auto a = std::make_shared<Dinov3BenchArgs>();
       sub.add_flag("--json", a->json, "One JSON object per line");
       sub.add_option("--variant", a->variant, "vits16|vitb16|vitl16|...")->capture_default_str();
+      sub.add_option("--weights", a->weights,
+                     "A DINOv3 checkpoint or HF directory instead of random weights (the same "
+                     "weights a peer runs)");
       sub.add_option("--dtype", a->dtype, "fp32, bf16 or both")->capture_default_str();
       sub.add_option("--batch", a->batch)->capture_default_str();
       sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();

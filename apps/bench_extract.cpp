@@ -31,6 +31,7 @@ struct ExtractBenchArgs {
   int videos = 0;   // 0: 6 (small) / 4 (full)
   int workers = 0;  // 0: one per core
   std::string dtype = "fp32", dir, device = "cpu";
+  std::string dinov3_weights, i3d_weights;  // empty: random weights of the real shapes
 };
 
 // Moving textured content, so the VP9 stream costs what a real one does to decode.
@@ -84,11 +85,14 @@ int run(const ExtractBenchArgs& a) {
 
   torch::manual_seed(0);
   data::ExtractModels m;
-  m.dinov3 = models::DinoV3ViT(models::DinoV3Config::preset(small ? "vits16" : "vitb16"));
+  m.dinov3 = a.dinov3_weights.empty()
+                 ? models::DinoV3ViT(models::DinoV3Config::preset(small ? "vits16" : "vitb16"))
+                 : models::load_dinov3(a.dinov3_weights, compute);
   m.dinov3->to(device, compute);
   m.dinov3->eval();
   m.dinov3->fuse_for_inference();
-  m.i3d = models::InceptionI3d(models::I3DConfig{});
+  m.i3d = a.i3d_weights.empty() ? models::InceptionI3d(models::I3DConfig{})
+                                : models::load_i3d(a.i3d_weights);
   m.i3d->to(device);
   m.i3d->eval();
   m.i3d->fuse_for_inference(compute);
@@ -195,5 +199,9 @@ VIDFUSE_BENCH(
       sub.add_option("--dtype", a->dtype, "Compute dtype: fp32 or bf16")->capture_default_str();
       sub.add_option("--device", a->device, "cpu, cuda")->capture_default_str();
       sub.add_option("--dir", a->dir, "Keep (and reuse) the generated clips here");
+      sub.add_option("--dinov3-weights", a->dinov3_weights,
+                     "A DINOv3 checkpoint instead of random weights (what a peer runs)");
+      sub.add_option("--i3d-weights", a->i3d_weights,
+                     "An I3D checkpoint instead of random weights (what a peer runs)");
       return [a] { return run(*a); };
     });

@@ -19,15 +19,18 @@ namespace {
 struct BenchOptions {
   bool json = false;
   int64_t frames = 64, batch = 1, size = 224;
-  std::string dtype = "both", device = "cpu";
+  std::string dtype = "both", device = "cpu", weights;
   int iters = 3;
 };
 
 nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype,
                            const std::string& name) {
   torch::manual_seed(0);
-  models::I3DConfig config;  // 3 channels, 400 classes: the Kinetics RGB model
-  models::InceptionI3d model(config);
+  // Random weights of the Kinetics RGB model (3 channels, 400 classes) unless a checkpoint is
+  // given.
+  models::InceptionI3d model =
+      o.weights.empty() ? models::InceptionI3d(models::I3DConfig{}) : models::load_i3d(o.weights);
+  const models::I3DConfig config = model->config();
   const torch::Device device(o.device);
   model->to(device);
   model->eval();
@@ -109,6 +112,8 @@ VIDFUSE_BENCH("i3d", "I3D seconds per 64x224x224 clip vs the GEMM ceiling", [](C
       ->capture_default_str();
   sub.add_option("--iters", o->iters, "Timed forwards (after one warm-up)")->capture_default_str();
   sub.add_option("--device", o->device, "cpu, cuda, cuda:N")->capture_default_str();
+  sub.add_option("--weights", o->weights,
+                 "An I3D checkpoint instead of random weights (the same weights a peer runs)");
   return [o] { return run_i3d_bench(*o); };
 });
 

@@ -22,7 +22,11 @@ struct BenchRegistration {
 
 #define VIDFUSE_CONCAT_INNER(a, b) a##b
 #define VIDFUSE_CONCAT(a, b) VIDFUSE_CONCAT_INNER(a, b)
-#define VIDFUSE_COMMAND(name, help, setup) \
-  static ::vidfuse::cli::CommandRegistration VIDFUSE_CONCAT(vidfuse_cmd_, __LINE__)(name, help, setup)
-#define VIDFUSE_BENCH(name, help, setup) \
-  static ::vidfuse::cli::BenchRegistration VIDFUSE_CONCAT(vidfuse_bench_, __LINE__)(name, help, setup)
+// __COUNTER__, not __LINE__: in a unity build two registrations on the same line of two files
+// share one translation unit.
+#define VIDFUSE_COMMAND(name, help, setup)                                                         \
+  static ::vidfuse::cli::CommandRegistration VIDFUSE_CONCAT(vidfuse_cmd_, __COUNTER__)(name, help, \
+                                                                                       setup)
+#define VIDFUSE_BENCH(name, help, setup)                                                           \
+  static ::vidfuse::cli::BenchRegistration VIDFUSE_CONCAT(vidfuse_bench_, __COUNTER__)(name, help, \
+                                                                                       setup)
