@@ -17,6 +17,7 @@
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/data/feature_store.h"
 #include "vidfuse/data/manifest.h"
+#include "vidfuse/data/store_schema.h"
 #include "vidfuse/models/backbones.h"
 
 namespace {
@@ -54,15 +55,13 @@ int run_extract(const Args& a) {
     return status;
   }
   bool sem = false, mot = false, flo = false;
-  for (const auto& s : data::split_commas(a.streams)) {
-    if (s == "semantic")
-      sem = true;
-    else if (s == "motion")
-      mot = true;
-    else if (s == "flow")
-      flo = true;
-    else
-      throw Error("--streams: unknown stream '" + s + "' (semantic, motion, flow)");
+  for (const auto& name : data::split_commas(a.streams)) {
+    try {
+      const data::Stream s = data::parse_stream(name);
+      (s == data::Stream::Semantic ? sem : s == data::Stream::Motion ? mot : flo) = true;
+    } catch (const Error& e) {
+      throw Error(std::string("--streams: ") + e.what());
+    }
   }
   if (sem && a.dinov3.empty()) throw Error("the semantic stream needs --dinov3 DIR|FILE");
   if (mot && a.i3d.empty()) throw Error("the motion stream needs --i3d FILE");

@@ -19,6 +19,7 @@
 #include "vidfuse/core/device_stager.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/data/feature_store.h"
+#include "vidfuse/data/store_schema.h"
 #include "vidfuse/data/stream_inputs.h"
 #include "vidfuse/io/prefetch_loader.h"
 
@@ -123,13 +124,13 @@ std::map<std::string, torch::Tensor> semantic_forward(models::DinoV3ViT& model,
     return models::pool_patch_grid(patch.to(torch::kFloat32), pool).to(torch::kCPU).contiguous();
   };
   std::map<std::string, torch::Tensor> r;
-  r["semantic.cls"] = out.pooler_output.to(torch::kFloat32).to(torch::kCPU).contiguous();
-  r["semantic.patch"] = grid(out.patch_tokens);
+  r[kSemanticCls] = out.pooler_output.to(torch::kFloat32).to(torch::kCPU).contiguous();
+  r[kSemanticPatch] = grid(out.patch_tokens);
   const int64_t prefix = 1 + model->config().num_register_tokens;
   const auto& ps = out.patch_tokens.sizes();
   for (size_t k = 0; k < layers.size(); ++k) {
     torch::Tensor p = out.intermediate[k].slice(1, prefix).reshape({ps[0], ps[1], ps[2], ps[3]});
-    r["semantic.layer_" + std::to_string(layers[k])] = grid(p);
+    r[semantic_layer_tensor(layers[k])] = grid(p);
   }
   return r;
 }
@@ -285,9 +286,9 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
   }
 
   std::vector<std::string> streams;
-  if (sem) streams.push_back("semantic");
-  if (mot) streams.push_back("motion");
-  if (flo) streams.push_back("flow");
+  if (sem) streams.push_back(stream_name(Stream::Semantic));
+  if (mot) streams.push_back(stream_name(Stream::Motion));
+  if (flo) streams.push_back(stream_name(Stream::Flow));
   const std::vector<std::string> required = required_tensors(streams);
 
   // What this run has to do: the shard's videos that are not verified complete.
@@ -368,11 +369,11 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
     auto times = [](const std::vector<double>& t) { return torch::tensor(t, torch::kFloat64); };
     if (sem) {
       item.tensors["semantic"] = in.semantic;
-      item.tensors["semantic.times"] = times(in.semantic_times);
+      item.tensors[times_tensor(Stream::Semantic)] = times(in.semantic_times);
     }
     if (mot) {
       item.tensors["motion"] = in.motion;
-      item.tensors["motion.times"] = times(in.motion_times);
+      item.tensors[times_tensor(Stream::Motion)] = times(in.motion_times);
     }
     if (flo) {
       try {
@@ -384,7 +385,7 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
         throw Error(v.path + ": " + e.what());
       }
       in.motion_times.pop_back();  // a flow field sits between two frames: one fewer
-      item.tensors["flow.times"] = times(in.motion_times);
+      item.tensors[times_tensor(Stream::Flow)] = times(in.motion_times);
     }
   };
 
@@ -455,25 +456,27 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
             at += n;
           }
         }
-        for (auto* p : batch) p->out["semantic.times"] = p->item.tensors.at("semantic.times");
+        const std::string& times = times_tensor(Stream::Semantic);
+        for (auto* p : batch) p->out[times] = p->item.tensors.at(times);
       }
-      for (const std::string stream : {"motion", "flow"}) {
-        if ((stream == "motion" && !mot) || (stream == "flow" && !flo)) continue;
-        auto& model = stream == "motion" ? models.i3d : models.flow;
+      for (const Stream s : {Stream::Motion, Stream::Flow}) {
+        if ((s == Stream::Motion && !mot) || (s == Stream::Flow && !flo)) continue;
+        auto& model = s == Stream::Motion ? models.i3d : models.flow;
+        const std::string& stream = stream_name(s);
         std::vector<DeviceStager::Upload> uploads;
-        for (size_t s = 0; s < batch.size(); s += opt.motion_batch) {
+        for (size_t first = 0; first < batch.size(); first += opt.motion_batch) {
           std::vector<torch::Tensor> clips;
-          const size_t e = std::min(batch.size(), s + opt.motion_batch);
-          for (size_t k = s; k < e; ++k) clips.push_back(batch[k]->item.tensors.at(stream));
+          const size_t e = std::min(batch.size(), first + opt.motion_batch);
+          for (size_t k = first; k < e; ++k) clips.push_back(batch[k]->item.tensors.at(stream));
           uploads.push_back(motion_stager.upload(torch::stack(clips), motion_input_dtype(model)));
         }
-        for (size_t s = 0, u = 0; s < batch.size(); s += opt.motion_batch, ++u) {
-          const size_t e = std::min(batch.size(), s + opt.motion_batch);
+        for (size_t first = 0, u = 0; first < batch.size(); first += opt.motion_batch, ++u) {
+          const size_t e = std::min(batch.size(), first + opt.motion_batch);
           auto [m5c, feat] = motion_forward(model, motion_stager.ready(uploads[u]));
-          for (size_t k = s; k < e; ++k) {
-            batch[k]->out[stream + ".mixed_5c"] = m5c[k - s];
-            batch[k]->out[stream + ".features"] = feat[k - s];
-            batch[k]->out[stream + ".times"] = batch[k]->item.tensors.at(stream + ".times");
+          for (size_t k = first; k < e; ++k) {
+            batch[k]->out[mixed_5c_tensor(s)] = m5c[k - first];
+            batch[k]->out[features_tensor(s)] = feat[k - first];
+            batch[k]->out[times_tensor(s)] = batch[k]->item.tensors.at(times_tensor(s));
           }
         }
       }
@@ -513,16 +516,14 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
         torch::InferenceMode guard;
         weights::TensorMap tensors;
         for (const auto& [name, t] : out)
-          tensors[name] = name.size() > 6 && name.compare(name.size() - 6, 6, ".times") == 0
-                              ? t
-                              : t.to(opt.storage_dtype);
+          tensors[name] = is_times_tensor(name) ? t : t.to(opt.storage_dtype);
         write_store_file(opt.store_dir, id, tensors, meta);
         if (opt.write_npy) {
-          for (const std::string stream : {"motion", "flow"}) {
-            auto it = out.find(stream + ".features");
+          for (const Stream s : {Stream::Motion, Stream::Flow}) {
+            auto it = out.find(features_tensor(s));
             if (it == out.end()) continue;
             write_npy(
-                (fs::path(opt.store_dir) / (id + (stream == "motion" ? "_rgb.npy" : "_flow.npy")))
+                (fs::path(opt.store_dir) / (id + (s == Stream::Motion ? "_rgb.npy" : "_flow.npy")))
                     .string(),
                 it->second.to(torch::kFloat32).unsqueeze(0));
           }

@@ -16,6 +16,7 @@
 
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/data/store_schema.h"
 
 namespace vidfuse::data {
 
@@ -61,15 +62,8 @@ std::string store_file_path(const std::string& store_dir, const std::string& id)
 
 std::vector<std::string> required_tensors(const std::vector<std::string>& streams) {
   std::vector<std::string> out;
-  for (const auto& s : streams) {
-    if (s == "semantic") {
-      out.insert(out.end(), {"semantic.cls", "semantic.patch", "semantic.times"});
-    } else if (s == "motion" || s == "flow") {
-      out.insert(out.end(), {s + ".mixed_5c", s + ".features", s + ".times"});
-    } else {
-      throw Error("unknown stream '" + s + "' (semantic, motion or flow)");
-    }
-  }
+  for (const auto& name : streams)
+    for (const StoreTensor& t : stream_tensors(parse_stream(name))) out.push_back(t.name);
   return out;
 }
 

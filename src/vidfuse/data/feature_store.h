@@ -3,10 +3,7 @@
 // them: `index.json` (rebuilt atomically from the files at the end of every run; the files are the
 // truth, the index a summary) and `failures.jsonl` (one JSON line per failed video, appended).
 //
-// Tensor names per video (the contract `train` and other readers rely on):
-//   semantic.cls [T,C]   semantic.patch [T,h,w,C] (h,w after optional pooling)   semantic.times [T]
-//   motion.mixed_5c [1024,T',H',W']   motion.features [1024]   motion.times [Tm]
-//   flow.mixed_5c / flow.features / flow.times   (when the flow stream is on)
+// Tensor names per video: store_schema.h (semantic.cls, semantic.patch, motion.mixed_5c, ...).
 // Metadata (strings): format, vidfuse.version, id, source, streams, storage_dtype, and per stream
 // <stream>.model, <stream>.weights, <stream>.weights_hash, <stream>.sampling, <stream>.transform
 // (+ semantic.pool), warnings.

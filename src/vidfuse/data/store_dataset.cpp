@@ -4,6 +4,7 @@
 
 #include "vidfuse/core/error.h"
 #include "vidfuse/data/feature_store.h"
+#include "vidfuse/data/store_schema.h"
 #include "vidfuse/weights/safetensors.h"
 
 namespace vidfuse::data {
@@ -42,10 +43,10 @@ train::Sample StoreDataset::get(int64_t index) const {
   };
   train::Sample s;
   if (semantic_) {
-    s.semantic = load("semantic.patch");
-    s.semantic_cls = load("semantic.cls");
+    s.semantic = load(kSemanticPatch);
+    s.semantic_cls = load(kSemanticCls);
   }
-  if (motion_) s.motion = load("motion.mixed_5c");
+  if (motion_) s.motion = load(mixed_5c_tensor(Stream::Motion));
   s.label = v.label;
   return s;
 }
