@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/json_file.h"
 
 namespace vidfuse::data {
 
@@ -209,14 +210,7 @@ std::vector<std::string> read_lines(const std::string& path) {
 // labels.json: {"Approaching something with your camera": "0", ...} → names by index.
 std::map<std::string, int64_t> read_ssv2_labels(const std::string& path,
                                                 std::vector<std::string>& names) {
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail_file(path, std::string("not valid JSON: ") + e.what());
-  }
+  const json j = read_json_file(path, "labels file");
   if (!j.is_object()) fail_file(path, "expected an object {template: index}");
   std::map<std::string, int64_t> map;
   for (auto& [k, v] : j.items()) {
@@ -241,14 +235,7 @@ std::map<std::string, int64_t> read_ssv2_labels(const std::string& path,
 }
 
 Manifest read_ssv2(const std::string& path, const std::string& videos_dir) {
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open manifest");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail_file(path, std::string("not valid JSON: ") + e.what());
-  }
+  const json j = read_json_file(path, "manifest");
   if (!j.is_array())
     fail_file(path, "expected a JSON array of {\"id\", \"template\", ...} (the SSv2 layout)");
   Manifest m;

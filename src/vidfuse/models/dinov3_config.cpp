@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/json_file.h"
 
 namespace vidfuse::models {
 
@@ -59,15 +60,7 @@ DinoV3Config DinoV3Config::from_json(const nlohmann::json& j, const std::string&
 }
 
 DinoV3Config DinoV3Config::from_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail_file(path, std::string("not valid JSON: ") + e.what());
-  }
-  return from_json(j, path);
+  return from_json(read_json_file(path, "model config"), path);
 }
 
 nlohmann::json DinoV3Config::to_json() const {
@@ -102,11 +95,16 @@ DinoV3Config DinoV3Config::preset(const std::string& name) {
     c.use_gated_mlp = gated;
     c.hidden_act = gated ? "silu" : "gelu";
   };
-  if (name == "vits16") set(384, 12, 6, 1536, false);
-  else if (name == "vits16plus") set(384, 12, 6, 1536, true);
-  else if (name == "vitb16") set(768, 12, 12, 3072, false);
-  else if (name == "vitl16") set(1024, 24, 16, 4096, false);
-  else if (name == "vith16plus") set(1280, 32, 20, 5120, true);
+  if (name == "vits16")
+    set(384, 12, 6, 1536, false);
+  else if (name == "vits16plus")
+    set(384, 12, 6, 1536, true);
+  else if (name == "vitb16")
+    set(768, 12, 12, 3072, false);
+  else if (name == "vitl16")
+    set(1024, 24, 16, 4096, false);
+  else if (name == "vith16plus")
+    set(1280, 32, 20, 5120, true);
   else if (name == "vit7b16") {
     set(4096, 40, 32, 8192, true);
     c.query_bias = c.value_bias = false;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/json_file.h"
 #include "vidfuse/weights/torch_pickle.h"
 
 namespace vidfuse::weights {
@@ -18,18 +19,13 @@ TensorMap read_hf_directory(const std::string& dir) {
   if (fs::exists(single)) return load_safetensors(single.string());
   if (!fs::exists(index))
     fail_file(dir, "directory has neither model.safetensors nor model.safetensors.index.json");
-  nlohmann::json j;
-  try {
-    std::ifstream in(index);
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail_file(index.string(), std::string("not valid JSON: ") + e.what());
-  }
+  nlohmann::json j = read_json_file(index.string(), "shard index");
   if (!j.contains("weight_map") || !j["weight_map"].is_object())
     fail_file(index.string(), "has no \"weight_map\" object");
   std::map<std::string, std::vector<std::string>> by_shard;
   for (auto& [name, shard] : j["weight_map"].items()) {
-    if (!shard.is_string()) fail_file(index.string(), "weight_map['" + name + "'] is not a file name");
+    if (!shard.is_string())
+      fail_file(index.string(), "weight_map['" + name + "'] is not a file name");
     by_shard[shard.get<std::string>()].push_back(name);
   }
   TensorMap out;
@@ -62,7 +58,8 @@ TensorMap read_checkpoint(const std::string& path) {
 std::vector<std::string> checkpoint_keys(const std::string& path) {
   const fs::path p(path);
   if (fs::is_directory(p)) {
-    if (fs::exists(p / "model.safetensors")) return SafetensorsFile((p / "model.safetensors").string()).keys();
+    if (fs::exists(p / "model.safetensors"))
+      return SafetensorsFile((p / "model.safetensors").string()).keys();
   } else if (p.extension() == ".safetensors") {
     return SafetensorsFile(path).keys();
   }
