@@ -232,7 +232,7 @@ int run_decode_bench(bool as_json, int repeat, double model_ms, std::string dir)
     vio::LoaderOptions lo;
     lo.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     lo.capacity = 2 * lo.workers;
-    vio::PrefetchLoader loader(
+    vio::PrefetchLoader<vio::Clip> loader(
         static_cast<int64_t>(paths.size()),
         vio::clip_task(paths, seg, vio::TransformPreset::DINOv3, loader_decode), lo);
     double work = 0;

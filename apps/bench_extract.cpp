@@ -68,15 +68,18 @@ int run(const ExtractBenchArgs& a) {
   const torch::ScalarType compute = cli::parse_compute_dtype(a.dtype, a.device);
   const torch::Device device(a.device);
 
-  data::ExtractOptions o;
-  o.progress = data::ProgressMode::Off;
-  o.workers = a.workers > 0 ? a.workers
-                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  o.prefetch = 2 * o.workers;
+  data::ExtractRecipe o;
+  o.dinov3 = a.dinov3_weights.empty() ? "random" : a.dinov3_weights;
+  o.i3d = a.i3d_weights.empty() ? "random" : a.i3d_weights;
+  data::ExtractRun run;
+  run.progress = data::ProgressMode::Off;
+  run.workers = a.workers > 0 ? a.workers
+                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  run.prefetch = 2 * run.workers;
   if (small) {
     o.semantic_sampling.num_segments = 8;
     o.semantic_size = 112;
-    o.semantic_batch = 16;
+    run.semantic_batch = 16;
     o.motion_clip = 16;
     o.motion_short_side = 193;
     o.motion_crop = 193;
@@ -123,8 +126,8 @@ int run(const ExtractBenchArgs& a) {
   auto model_pass = [&](int videos) {
     torch::NoGradGuard no_grad;
     const torch::Tensor all = sem_in.repeat({videos, 1, 1, 1});
-    for (int64_t s = 0; s < all.size(0); s += o.semantic_batch)
-      data::semantic_forward(m.dinov3, all.slice(0, s, s + o.semantic_batch), o.pool);
+    for (int64_t s = 0; s < all.size(0); s += run.semantic_batch)
+      data::semantic_forward(m.dinov3, all.slice(0, s, s + run.semantic_batch), o.pool);
     for (int v = 0; v < videos; ++v) {
       auto out = m.i3d->forward(mot_in.to(device));
       out.features.mean({2, 3, 4}).to(torch::kCPU);
@@ -139,15 +142,15 @@ int run(const ExtractBenchArgs& a) {
   // Model-only before and after the end-to-end run, averaged: on a shared machine the load drifts.
   const double model_s_before = time_models();
 
-  o.store_dir = (fs::path(dir) / "store").string();
-  fs::remove_all(o.store_dir);
-  const data::ExtractSummary s = data::extract_features(manifest, m, o);
+  run.store_dir = (fs::path(dir) / "store").string();
+  fs::remove_all(run.store_dir);
+  const data::ExtractSummary s = data::extract_features(manifest, m, o, run);
   if (s.failed > 0 || s.done != n_videos)
     throw Error("bench extract: " + std::to_string(s.failed) + " videos failed");
   const double model_s_after = time_models();
   const double model_s = 0.5 * (model_s_before + model_s_after);
   uint64_t bytes = 0;
-  for (const auto& e : fs::directory_iterator(o.store_dir))
+  for (const auto& e : fs::directory_iterator(run.store_dir))
     if (e.path().extension() == ".safetensors") bytes += fs::file_size(e.path());
 
   const double e2e = s.videos_per_s(), model_rate = n_videos / model_s;
@@ -162,7 +165,7 @@ int run(const ExtractBenchArgs& a) {
                       {"clip", "vp9 427x240 12fps 4s"},
                       {"threads", at::get_num_threads()},
                       {"parallel_for_threads", parallel_for_threads()},
-                      {"workers", o.workers},
+                      {"workers", run.workers},
                       {"e2e_videos_per_s", e2e},
                       {"model_only_videos_per_s", model_rate},
                       {"model_only_videos_per_s_before_after",

@@ -15,7 +15,7 @@
 #include "command.h"
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
-#include "vidfuse/data/extract_settings.h"
+#include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/data/manifest.h"
 #include "vidfuse/data/synth.h"
@@ -279,33 +279,31 @@ int run_demo(const DemoArgs& a) {
   const std::string videos = (fs::path(data_dir) / "videos").string();
   data::Manifest all = data::read_manifest(train_manifest, videos);
   for (auto& v : data::read_manifest(val_manifest, videos).videos) all.videos.push_back(v);
-  data::ExtractSettings settings;
-  settings.dinov3 = a.dinov3;
-  settings.i3d = a.i3d;
-  data::ExtractOptions& eo = settings.options;
-  eo.store_dir = store;
-  eo.semantic_sampling.num_segments = kSemanticFrames;
+  data::ExtractRecipe recipe;
+  recipe.dinov3 = a.dinov3;
+  recipe.i3d = a.i3d;
+  recipe.semantic_sampling.num_segments = kSemanticFrames;
   // The clips are 160x120: at 112 px the ViT sees them at about their own resolution (a 7x7
   // patch grid, what 224 px pooled by 2 gave, for a quarter of the cost); I3D needs 193 px or more.
-  eo.semantic_size = 112;
-  eo.pool = 1;
-  eo.motion_short_side = 224;
+  recipe.semantic_size = 112;
+  recipe.pool = 1;
+  recipe.motion_short_side = 224;
   // The clips are 12 fps: take the motion frames at that rate, the centred window.
-  eo.motion_sampling.fps = so.fps;
-  eo.motion_clip = kMotionClip;
-  eo.storage_dtype = torch::kFloat32;  // small store; random backbones have small activations
+  recipe.motion_sampling.fps = so.fps;
+  recipe.motion_clip = kMotionClip;
+  recipe.storage_dtype = torch::kFloat32;  // small store; random backbones have small activations
   data::ExtractModels em;
   em.dinov3 = models::dinov3_from_spec(a.dinov3);
   em.dinov3->fuse_for_inference();
   em.i3d = models::i3d_from_spec(a.i3d);
   em.i3d->fuse_for_inference();
-  em.dinov3_name = a.dinov3;
-  em.i3d_name = a.i3d;
   std::printf("[2/4] extracting both streams of %zu videos into %s\n", all.videos.size(),
               store.c_str());
   std::fflush(stdout);
-  const auto ex = data::extract_features(all, em, eo);
-  data::write_extract_settings(store, settings);
+  data::ExtractRun run;
+  run.store_dir = store;
+  const auto ex = data::extract_features(all, em, recipe, run);
+  data::write_extract_recipe(store, recipe);
   if (ex.write_error) throw Error(store + ": " + ex.stop_reason);
   stages.emplace_back("extract (decode + both backbones)", seconds_since(t0));
 

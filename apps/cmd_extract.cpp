@@ -13,7 +13,7 @@
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/launch.h"
 #include "vidfuse/core/runtime.h"
-#include "vidfuse/data/extract_settings.h"
+#include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/data/feature_store.h"
 #include "vidfuse/data/manifest.h"
@@ -24,18 +24,17 @@ namespace {
 
 using namespace vidfuse;
 
+// The recipe and the run are filled by the flags directly, so their defaults are the structs'.
+// Flags that name a value (--dtype, --flow-method, --progress) are checked by CLI11 before their
+// callbacks convert them, so a wrong name is a usage error, never an exception during parsing.
 struct Args {
-  std::string manifest, videos, out, dinov3, i3d, flow_i3d;
+  std::string manifest, videos;
+  data::ExtractRecipe recipe;
+  data::ExtractRun run;
   std::string streams = "semantic,motion";
-  int64_t frames = 16, size = 224, pool = 1, batch = 32, motion_batch = 1;
-  int64_t motion_clip = 64, motion_short_side = 256, motion_crop = 224;
-  double motion_fps = 25.0;
-  std::vector<int64_t> layers;
-  std::string dtype = "fp16", compute = "fp32", shard, format = "safetensors";
-  std::string flow_method = "tvl1", progress = "auto", device = "cpu";
-  int workers = 2, prefetch = 4, nproc = 1;
+  std::string compute = "fp32", shard, format = "safetensors", device = "cpu";
+  int nproc = 1;
   bool tf32 = false;
-  int64_t stop_after = -1;
   bool json = false;
 };
 
@@ -46,59 +45,52 @@ torch::ScalarType storage_dtype(const std::string& name) {
   throw Error("unknown --dtype '" + name + "' (fp16, bf16 or fp32)");
 }
 
-int run_extract(const Args& a) {
+data::ProgressMode progress_mode(const std::string& name) {
+  if (name == "auto") return data::ProgressMode::Auto;
+  if (name == "bar") return data::ProgressMode::Bar;
+  if (name == "lines") return data::ProgressMode::Lines;
+  if (name == "off") return data::ProgressMode::Off;
+  throw Error("--progress '" + name + "': auto, bar, lines or off");
+}
+
+int run_extract(Args a) {
+  data::ExtractRecipe& recipe = a.recipe;
+  data::ExtractRun& run = a.run;
   if (a.nproc > 1 && !launched_as_worker()) {
     std::cerr << "extract: starting " << a.nproc << " processes on this machine\n";
     const int status = launch_local_workers(a.nproc, this_command_line());
     // Each rank indexed the store when it finished; the last may have missed the others' files.
-    if (status != 2) data::write_store_index(a.out);
+    if (status != 2) data::write_store_index(run.store_dir);
     return status;
   }
-  bool sem = false, mot = false, flo = false;
+  // --streams turns backbones off; each stream it names needs its backbone.
+  bool wanted[3] = {false, false, false};
   for (const auto& name : data::split_commas(a.streams)) {
     try {
-      const data::Stream s = data::parse_stream(name);
-      (s == data::Stream::Semantic ? sem : s == data::Stream::Motion ? mot : flo) = true;
+      wanted[static_cast<int>(data::parse_stream(name))] = true;
     } catch (const Error& e) {
       throw Error(std::string("--streams: ") + e.what());
     }
   }
-  if (sem && a.dinov3.empty()) throw Error("the semantic stream needs --dinov3 DIR|FILE");
-  if (mot && a.i3d.empty()) throw Error("the motion stream needs --i3d FILE");
-  if (flo && a.flow_i3d.empty()) throw Error("the flow stream needs --flow-i3d FILE");
+  const struct {
+    data::Stream stream;
+    std::string& spec;
+    const char* flag;
+  } backbones[] = {{data::Stream::Semantic, recipe.dinov3, "--dinov3 DIR|FILE"},
+                   {data::Stream::Motion, recipe.i3d, "--i3d FILE"},
+                   {data::Stream::Flow, recipe.flow_i3d, "--flow-i3d FILE"}};
+  for (const auto& b : backbones) {
+    if (!wanted[static_cast<int>(b.stream)]) {
+      b.spec.clear();
+    } else if (b.spec.empty()) {
+      throw Error("the " + data::stream_name(b.stream) + " stream needs " + b.flag);
+    }
+  }
   if (a.format != "safetensors" && a.format != "npy")
     throw Error("--format '" + a.format + "': safetensors or npy");
-
-  data::ExtractOptions o;
-  o.store_dir = a.out;
-  o.semantic_sampling.num_segments = a.frames;
-  o.semantic_size = a.size;
-  o.pool = a.pool;
-  o.semantic_layers = a.layers;
-  o.semantic_batch = a.batch;
-  o.motion_sampling.fps = a.motion_fps;
-  o.motion_clip = a.motion_clip;
-  o.motion_short_side = a.motion_short_side;
-  o.motion_crop = a.motion_crop;
-  o.motion_batch = a.motion_batch;
-  o.flow_options.method = io::flow_method_from_name(a.flow_method);
-  o.storage_dtype = storage_dtype(a.dtype);
-  o.write_npy = a.format == "npy";
-  std::tie(o.shard_index, o.shard_count) =
+  run.write_npy = a.format == "npy";
+  std::tie(run.shard_index, run.shard_count) =
       a.shard.empty() ? data::shard_from_env() : data::parse_shard(a.shard);
-  o.workers = a.workers;
-  o.prefetch = a.prefetch;
-  o.stop_after = a.stop_after;
-  if (a.progress == "auto")
-    o.progress = data::ProgressMode::Auto;
-  else if (a.progress == "bar")
-    o.progress = data::ProgressMode::Bar;
-  else if (a.progress == "lines")
-    o.progress = data::ProgressMode::Lines;
-  else if (a.progress == "off")
-    o.progress = data::ProgressMode::Off;
-  else
-    throw Error("--progress '" + a.progress + "': auto, bar, lines or off");
 
   const torch::ScalarType compute = cli::parse_compute_dtype(a.compute, a.device);
   // One GPU per process: "cuda" means this rank's own, cuda:LOCAL_RANK (torchrun, --nproc, srun).
@@ -108,11 +100,10 @@ int run_extract(const Args& a) {
   std::cerr << "extract: " << manifest.videos.size() << " videos from " << manifest.source << "\n";
 
   data::ExtractModels m;
-  if (sem) {
-    m.dinov3 = models::dinov3_from_spec(a.dinov3, compute);
+  if (recipe.semantic()) {
+    m.dinov3 = models::dinov3_from_spec(recipe.dinov3, compute);
     m.dinov3->to(device);
     m.dinov3->fuse_for_inference();
-    m.dinov3_name = a.dinov3;
   }
   auto load_i3d = [&](const std::string& spec, int64_t channels) {
     models::InceptionI3d net = models::i3d_from_spec(spec, channels);
@@ -120,23 +111,12 @@ int run_extract(const Args& a) {
     net->fuse_for_inference(compute);
     return net;
   };
-  if (mot) {
-    m.i3d = load_i3d(a.i3d, 3);
-    m.i3d_name = a.i3d;
-  }
-  if (flo) {
-    m.flow = load_i3d(a.flow_i3d, 2);
-    m.flow_name = a.flow_i3d;
-  }
+  if (recipe.motion()) m.i3d = load_i3d(recipe.i3d, 3);
+  if (recipe.flow_stream()) m.flow = load_i3d(recipe.flow_i3d, 2);
 
-  const data::ExtractSummary s = data::extract_features(manifest, m, o);
+  const data::ExtractSummary s = data::extract_features(manifest, m, recipe, run);
   // What `predict` needs to compute features of new videos the same way.
-  data::ExtractSettings settings;
-  settings.options = o;
-  settings.dinov3 = sem ? a.dinov3 : "";
-  settings.i3d = mot ? a.i3d : "";
-  settings.flow_i3d = flo ? a.flow_i3d : "";
-  if (!s.write_error) data::write_extract_settings(a.out, settings);
+  if (!s.write_error) data::write_extract_recipe(run.store_dir, recipe);
   char figures[128];
   std::snprintf(figures, sizeof(figures),
                 "in %.1f s, %.2f videos/s; the models waited for the loader %.1f %% of the time",
@@ -144,13 +124,14 @@ int run_extract(const Args& a) {
   std::cerr << "extract: " << s.done << " extracted, " << s.skipped << " already complete, "
             << s.failed << " failed, " << s.not_attempted << " not attempted (" << s.shard_videos
             << " in this shard of " << s.manifest_videos << ") " << figures << "\n";
-  if (s.failed > 0) std::cerr << "extract: failures are listed in " << a.out << "/failures.jsonl\n";
+  if (s.failed > 0)
+    std::cerr << "extract: failures are listed in " << run.store_dir << "/failures.jsonl\n";
   if (s.stopped)
     std::cerr << "extract: " << (s.write_error ? "error: " : "") << s.stop_reason << "\n";
   if (a.json)
     std::cout << nlohmann::json{{"manifest_videos", s.manifest_videos},
-                                {"shard", std::to_string(o.shard_index) + "/" +
-                                              std::to_string(o.shard_count)},
+                                {"shard", std::to_string(run.shard_index) + "/" +
+                                              std::to_string(run.shard_count)},
                                 {"shard_videos", s.shard_videos},
                                 {"done", s.done},
                                 {"skipped", s.skipped},
@@ -171,32 +152,48 @@ int run_extract(const Args& a) {
 
 std::function<int()> setup_extract(CLI::App& sub) {
   auto a = std::make_shared<Args>();
+  data::ExtractRecipe& r = a->recipe;
+  data::ExtractRun& run = a->run;
   sub.add_option("--manifest", a->manifest,
                  "SSv2 JSON, Kinetics CSV, path,label CSV, list file, or a folder of videos")
       ->required();
   sub.add_option("--videos", a->videos, "Folder the manifest's ids/relative paths are in");
-  sub.add_option("--out", a->out, "Feature store folder (created)")->required();
-  sub.add_option("--dinov3", a->dinov3,
+  sub.add_option("--out", run.store_dir, "Feature store folder (created)")->required();
+  sub.add_option("--dinov3", r.dinov3,
                  "DINOv3 HF model folder, checkpoint file, or builtin (small, random weights)");
-  sub.add_option("--i3d", a->i3d, "I3D RGB checkpoint, or builtin (small, random weights)");
-  sub.add_option("--flow-i3d", a->flow_i3d, "I3D flow checkpoint (for --streams ...,flow)");
+  sub.add_option("--i3d", r.i3d, "I3D RGB checkpoint, or builtin (small, random weights)");
+  sub.add_option("--flow-i3d", r.flow_i3d, "I3D flow checkpoint (for --streams ...,flow)");
   sub.add_option("--streams", a->streams, "semantic,motion,flow (any subset)")
       ->capture_default_str();
-  sub.add_option("--frames", a->frames, "Semantic frames per video (segment sampling)")
+  sub.add_option("--frames", r.semantic_sampling.num_segments,
+                 "Semantic frames per video (segment sampling)")
       ->capture_default_str();
-  sub.add_option("--size", a->size, "Semantic input size (multiple of 16)")->capture_default_str();
-  sub.add_option("--pool", a->pool, "Average-pool the patch grid by this factor (1 = full)")
+  sub.add_option("--size", r.semantic_size, "Semantic input size (multiple of 16)")
       ->capture_default_str();
-  sub.add_option("--layers", a->layers, "Also store these DINOv3 layers' patch grids");
-  sub.add_option("--batch", a->batch, "Semantic frames per DINOv3 forward")->capture_default_str();
-  sub.add_option("--motion-fps", a->motion_fps, "Motion resampling rate")->capture_default_str();
-  sub.add_option("--motion-clip", a->motion_clip, "Frames of the centred motion clip (0 = all)")
+  sub.add_option("--pool", r.pool, "Average-pool the patch grid by this factor (1 = full)")
       ->capture_default_str();
-  sub.add_option("--motion-short-side", a->motion_short_side)->capture_default_str();
-  sub.add_option("--motion-crop", a->motion_crop)->capture_default_str();
-  sub.add_option("--motion-batch", a->motion_batch, "Clips per I3D forward")->capture_default_str();
-  sub.add_option("--flow-method", a->flow_method, "tvl1 or dis")->capture_default_str();
-  sub.add_option("--dtype", a->dtype, "Storage dtype: fp16, bf16 or fp32")->capture_default_str();
+  sub.add_option("--layers", r.semantic_layers, "Also store these DINOv3 layers' patch grids");
+  sub.add_option("--batch", run.semantic_batch, "Semantic frames per DINOv3 forward")
+      ->capture_default_str();
+  sub.add_option("--motion-fps", r.motion_sampling.fps, "Motion resampling rate")
+      ->capture_default_str();
+  sub.add_option("--motion-clip", r.motion_clip, "Frames of the centred motion clip (0 = all)")
+      ->capture_default_str();
+  sub.add_option("--motion-short-side", r.motion_short_side)->capture_default_str();
+  sub.add_option("--motion-crop", r.motion_crop)->capture_default_str();
+  sub.add_option("--motion-batch", run.motion_batch, "Clips per I3D forward")
+      ->capture_default_str();
+  sub.add_option_function<std::string>(
+         "--flow-method",
+         [a](const std::string& v) { a->recipe.flow.method = io::flow_method_from_name(v); },
+         "tvl1 or dis")
+      ->check(CLI::IsMember({"tvl1", "dis"}))
+      ->default_str("tvl1");
+  sub.add_option_function<std::string>(
+         "--dtype", [a](const std::string& v) { a->recipe.storage_dtype = storage_dtype(v); },
+         "Storage dtype: fp16, bf16 or fp32")
+      ->check(CLI::IsMember({"fp16", "float16", "bf16", "bfloat16", "fp32", "float32"}))
+      ->default_str("fp16");
   sub.add_option("--compute", a->compute, "Compute dtype: fp32 or bf16")->capture_default_str();
   sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
   sub.add_option("--shard", a->shard,
@@ -207,11 +204,15 @@ std::function<int()> setup_extract(CLI::App& sub) {
   sub.add_option("--format", a->format,
                  "safetensors, or npy (also <id>_rgb.npy/_flow.npy as video_features writes)")
       ->capture_default_str();
-  sub.add_option("--workers", a->workers, "Decode/transform threads")->capture_default_str();
-  sub.add_option("--prefetch", a->prefetch, "Videos prepared ahead (bounds memory)")
+  sub.add_option("--workers", run.workers, "Decode/transform threads")->capture_default_str();
+  sub.add_option("--prefetch", run.prefetch, "Videos prepared ahead (bounds memory)")
       ->capture_default_str();
-  sub.add_option("--progress", a->progress, "auto, bar, lines or off")->capture_default_str();
-  sub.add_option("--stop-after", a->stop_after, "Stop after N videos (testing resume)");
+  sub.add_option_function<std::string>(
+         "--progress", [a](const std::string& v) { a->run.progress = progress_mode(v); },
+         "auto, bar, lines or off")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "off"}))
+      ->default_str("auto");
+  sub.add_option("--stop-after", run.stop_after, "Stop after N videos (testing resume)");
   sub.add_flag("--json", a->json, "Print the summary as one JSON line on stdout");
   return [a] { return run_extract(*a); };
 }

@@ -13,7 +13,7 @@
 
 #include "command.h"
 #include "vidfuse/core/error.h"
-#include "vidfuse/data/extract_settings.h"
+#include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/data/feature_store.h"
 #include "vidfuse/data/store_dataset.h"
@@ -56,38 +56,38 @@ int run_predict(const PredictFlags& f) {
   const std::string settings_store = from_videos ? std::string("the checkpoint's data.extract")
                                      : f.store.empty() ? trained.config.data.store
                                                        : f.store;
-  data::ExtractSettings settings = from_videos ? train::video_extract_settings(trained.config.data)
-                                               : data::read_extract_settings(settings_store);
+  data::ExtractRecipe recipe = from_videos ? train::video_extract_recipe(trained.config.data)
+                                           : data::read_extract_recipe(settings_store);
   const std::string streams =
       train::streams_for(trained.config.model.arch, trained.config.data.streams);
   const bool semantic = streams != "motion", motion = streams != "semantic";
 
+  // Only the streams the model reads, with the backbones given on the command line if any.
+  if (semantic && !f.dinov3.empty()) recipe.dinov3 = f.dinov3;
+  if (motion && !f.i3d.empty()) recipe.i3d = f.i3d;
+  if (semantic && recipe.dinov3.empty())
+    throw Error(settings_store + " has no semantic stream; the model needs one");
+  if (motion && recipe.i3d.empty())
+    throw Error(settings_store + " has no motion stream; the model needs one");
+  if (!semantic) recipe.dinov3.clear();
+  if (!motion) recipe.i3d.clear();
+  recipe.flow_i3d.clear();
+  recipe.storage_dtype = torch::kFloat32;  // nothing is kept: no reason to round
   data::ExtractModels models;
-  if (semantic) {
-    const std::string spec = f.dinov3.empty() ? settings.dinov3 : f.dinov3;
-    if (spec.empty()) throw Error(settings_store + " has no semantic stream; the model needs one");
-    models.dinov3 = models::dinov3_from_spec(spec);
-    models.dinov3_name = spec;
-  }
-  if (motion) {
-    const std::string spec = f.i3d.empty() ? settings.i3d : f.i3d;
-    if (spec.empty()) throw Error(settings_store + " has no motion stream; the model needs one");
-    models.i3d = models::i3d_from_spec(spec);
-    models.i3d_name = spec;
-  }
+  if (semantic) models.dinov3 = models::dinov3_from_spec(recipe.dinov3);
+  if (motion) models.i3d = models::i3d_from_spec(recipe.i3d);
 
   ScratchStore scratch;
   data::Manifest manifest;
   manifest.source = "command line";
   for (size_t i = 0; i < f.videos.size(); ++i)
     manifest.videos.push_back({"video-" + std::to_string(i), f.videos[i], -1});
-  data::ExtractOptions options = settings.options;
-  options.store_dir = scratch.path;
-  options.progress = data::ProgressMode::Off;
-  options.storage_dtype = torch::kFloat32;  // nothing is kept: no reason to round
+  data::ExtractRun run;
+  run.store_dir = scratch.path;
+  run.progress = data::ProgressMode::Off;
   std::ostringstream log;
-  options.log = &log;
-  data::extract_features(manifest, models, options);
+  run.log = &log;
+  data::extract_features(manifest, models, recipe, run);
 
   std::map<std::string, std::string> errors;
   for (const auto& failure : data::read_failures(scratch.path)) errors[failure.id] = failure.error;

@@ -41,19 +41,28 @@ models::InceptionI3d small_i3d() {
 }
 
 // Small everything: 32² semantic input (2×2 patch grid), 4 frames; a 9-frame 193² motion clip
-// (I3D's minimum).
-data::ExtractOptions small_options(const std::string& store) {
-  data::ExtractOptions o;
-  o.store_dir = store;
-  o.semantic_size = 32;
-  o.semantic_sampling.num_segments = 4;
-  o.semantic_batch = 8;  // two videos per DINOv3 batch
-  o.motion_clip = 9;
-  o.motion_short_side = 193;
-  o.motion_crop = 193;
-  o.progress = data::ProgressMode::Off;
-  o.workers = 2;
+// (I3D's minimum). The semantic stream only; tests that run I3D name it too.
+struct Small {
+  data::ExtractRecipe recipe;
+  data::ExtractRun run;
+};
+Small small_options(const std::string& store) {
+  Small o;
+  o.recipe.dinov3 = "tiny-dinov3";
+  o.recipe.semantic_size = 32;
+  o.recipe.semantic_sampling.num_segments = 4;
+  o.recipe.motion_clip = 9;
+  o.recipe.motion_short_side = 193;
+  o.recipe.motion_crop = 193;
+  o.run.store_dir = store;
+  o.run.semantic_batch = 8;  // two videos per DINOv3 batch
+  o.run.progress = data::ProgressMode::Off;
+  o.run.workers = 2;
   return o;
+}
+data::ExtractSummary extract(const data::Manifest& m, const data::ExtractModels& models,
+                             const Small& o) {
+  return data::extract_features(m, models, o.recipe, o.run);
 }
 
 // The videos, written once per test binary: three formats, a 2-frame one, a corrupt one.
@@ -150,11 +159,11 @@ TEST(Extract, StoreCompleteFailuresRecordedFeaturesEqualDirectForward) {
   data::ExtractModels models;
   models.dinov3 = tiny_dinov3();
   models.i3d = small_i3d();
-  models.dinov3_name = "tiny-dinov3";
-  data::ExtractOptions o = small_options(store / "s");
-  o.storage_dtype = torch::kFloat32;  // compare at full precision
-  o.pool = 1;
-  const data::ExtractSummary s = data::extract_features(vids.manifest, models, o);
+  Small o = small_options(store / "s");
+  o.recipe.i3d = "small-i3d";
+  o.recipe.storage_dtype = torch::kFloat32;  // compare at full precision
+  o.recipe.pool = 1;
+  const data::ExtractSummary s = extract(vids.manifest, models, o);
   EXPECT_EQ(s.manifest_videos, 5);
   EXPECT_EQ(s.done, 4);
   EXPECT_EQ(s.failed, 1);
@@ -188,7 +197,8 @@ TEST(Extract, StoreCompleteFailuresRecordedFeaturesEqualDirectForward) {
     const auto meta = weights::load_safetensors_metadata(data::store_file_path(store / "s", v.id));
     auto src = io::open_frame_source(v.path);
     const auto& table = src->frames();
-    const io::Sample sem = io::sample_frames(o.semantic_sampling, table.times, table.end_time);
+    const io::Sample sem =
+        io::sample_frames(o.recipe.semantic_sampling, table.times, table.end_time);
     ASSERT_EQ(sem.indices.size(), 4u);
     const auto out = models.dinov3->forward(io::dinov3_transform(src->read(sem.indices), 32, 32));
     EXPECT_LT(rel_error(file.at("semantic.cls"), out.pooler_output), 1e-5);
@@ -236,7 +246,7 @@ TEST(Extract, StoreCompleteFailuresRecordedFeaturesEqualDirectForward) {
   EXPECT_EQ(batch.labels.size(0), 4);
 
   // A rerun finds everything complete and redoes only the failure (still failing).
-  const data::ExtractSummary again = data::extract_features(vids.manifest, models, o);
+  const data::ExtractSummary again = extract(vids.manifest, models, o);
   EXPECT_EQ(again.skipped, 4);
   EXPECT_EQ(again.done, 0);
   EXPECT_EQ(again.failed, 1);
@@ -247,10 +257,10 @@ TEST(Extract, InterruptedThenResumedEqualsUninterrupted) {
   ScratchDir store;
   data::ExtractModels models;
   models.dinov3 = tiny_dinov3();
-  data::ExtractOptions o = small_options(store / "full");
-  o.pool = 2;            // 2×2 grid → 1×1
-  o.semantic_batch = 4;  // one video per batch, so both runs batch identically (bitwise equal)
-  const auto full = data::extract_features(vids.manifest, models, o);
+  Small o = small_options(store / "full");
+  o.recipe.pool = 2;         // 2×2 grid → 1×1
+  o.run.semantic_batch = 4;  // one video per batch, so both runs batch identically (bitwise equal)
+  const auto full = extract(vids.manifest, models, o);
   EXPECT_EQ(full.done, 4);
   EXPECT_EQ(full.failed, 1);
   const auto one = weights::SafetensorsFile(data::store_file_path(store / "full", "clip_h264"));
@@ -262,10 +272,10 @@ TEST(Extract, InterruptedThenResumedEqualsUninterrupted) {
   // Stop after two videos (as a kill would), then damage one written file and leave a temp file
   // behind as a killed writer does: the rerun redoes the damaged one, ignores the temp file and
   // completes the rest.
-  data::ExtractOptions part = o;
-  part.store_dir = store / "resumed";
-  part.stop_after = 2;
-  const auto first = data::extract_features(vids.manifest, models, part);
+  Small part = o;
+  part.run.store_dir = store / "resumed";
+  part.run.stop_after = 2;
+  const auto first = extract(vids.manifest, models, part);
   EXPECT_TRUE(first.stopped);
   EXPECT_EQ(first.done, 2);
   EXPECT_GT(first.not_attempted, 0);
@@ -276,8 +286,8 @@ TEST(Extract, InterruptedThenResumedEqualsUninterrupted) {
   EXPECT_FALSE(data::inspect_store_file(files[0].path).ok);
   write_bytes(files[1].path + ".tmp.12345.0", "half a file");
 
-  part.stop_after = -1;
-  const auto second = data::extract_features(vids.manifest, models, part);
+  part.run.stop_after = -1;
+  const auto second = extract(vids.manifest, models, part);
   EXPECT_FALSE(second.stopped);
   EXPECT_EQ(second.skipped, 1);
   EXPECT_EQ(second.done, 3);
@@ -291,16 +301,16 @@ TEST(Extract, TwoShardsEqualOneUnshardedRun) {
   ScratchDir store;
   data::ExtractModels models;
   models.dinov3 = tiny_dinov3();
-  data::ExtractOptions o = small_options(store / "one");
-  o.semantic_batch = 4;
-  data::extract_features(vids.manifest, models, o);
+  Small o = small_options(store / "one");
+  o.run.semantic_batch = 4;
+  extract(vids.manifest, models, o);
   int64_t total = 0;
   for (int i = 0; i < 2; ++i) {
-    data::ExtractOptions s = o;
-    s.store_dir = store / "sharded";
-    s.shard_index = i;
-    s.shard_count = 2;
-    const auto sum = data::extract_features(vids.manifest, models, s);
+    Small s = o;
+    s.run.store_dir = store / "sharded";
+    s.run.shard_index = i;
+    s.run.shard_count = 2;
+    const auto sum = extract(vids.manifest, models, s);
     EXPECT_GT(sum.shard_videos, 0) << "shard " << i << " got no video: pick other test ids";
     total += sum.shard_videos;
   }
@@ -319,15 +329,15 @@ TEST(Extract, UnwritableStoreStopsCleanly) {
   models.dinov3 = tiny_dinov3();
   // The store path is a file: refused before any work.
   write_bytes(store / "a_file", "x");
-  EXPECT_THROW_WITH(data::extract_features(vids.manifest, models, small_options(store / "a_file")),
-                    "a_file", "cannot create the feature store folder");
+  EXPECT_THROW_WITH(extract(vids.manifest, models, small_options(store / "a_file")), "a_file",
+                    "cannot create the feature store folder");
   // A write that fails mid-run (here: a folder sits where the second file must go; a full disk
   // fails the same way) ends the run with the reason, and what was written stays valid.
   const data::Manifest m = only(vids.manifest, {"clip_h264", "clip_vp9", "clip_mpeg4"});
   fs::create_directories(data::store_file_path(store / "s", "clip_vp9"));
-  data::ExtractOptions o = small_options(store / "s");
-  o.semantic_batch = 4;
-  const auto s = data::extract_features(m, models, o);
+  Small o = small_options(store / "s");
+  o.run.semantic_batch = 4;
+  const auto s = extract(m, models, o);
   EXPECT_TRUE(s.stopped);
   EXPECT_TRUE(s.write_error);
   EXPECT_NE(s.stop_reason.find("clip_vp9.safetensors"), std::string::npos) << s.stop_reason;
@@ -356,7 +366,12 @@ TEST(Extract, ShardsAndOptions) {
   ::unsetenv("WORLD_SIZE");
   EXPECT_EQ(data::shard_from_env(), std::make_pair(0, 1));
   data::ExtractModels none;
-  EXPECT_THROW_WITH(data::extract_features({}, none, small_options("/tmp/x")), "no model");
+  Small nothing = small_options("/tmp/x");
+  nothing.recipe.dinov3.clear();
+  EXPECT_THROW_WITH(extract({}, none, nothing), "no model");
+  // The recipe and the models must agree on the streams.
+  EXPECT_THROW_WITH(extract({}, none, small_options("/tmp/x")), "names a semantic backbone",
+                    "no semantic model was given");
 }
 
 TEST(Store, InspectCatchesDamageAndForeignFiles) {

@@ -33,19 +33,19 @@ TEST(VideoLoader, OrderedDeliveryWithBoundedPrefetch) {
   o.workers = 3;
   o.capacity = 4;
   o.ordered = true;
-  PrefetchLoader loader(
+  PrefetchLoader<double> loader(
       20,
-      [&](int64_t i, LoadedItem& item) {
+      [&](int64_t i) {
         tracker.start();
         std::this_thread::sleep_for(std::chrono::milliseconds((i * 7) % 5));  // finish out of order
-        item.tensors["x"] = torch::full({1}, static_cast<double>(i));
+        return static_cast<double>(i);
       },
       o);
   int64_t expected = 0;
   while (auto item = loader.next()) {
     EXPECT_EQ(item->index, expected);
     EXPECT_TRUE(item->ok());
-    EXPECT_EQ(item->tensors.at("x").item<double>(), static_cast<double>(expected));
+    EXPECT_EQ(item->value, static_cast<double>(expected));
     --tracker.alive;
     std::this_thread::sleep_for(1ms);
     ++expected;
@@ -62,14 +62,18 @@ TEST(VideoLoader, UnorderedDeliversEachItemOnce) {
   o.workers = 4;
   o.capacity = 2;
   o.ordered = false;
-  PrefetchLoader loader(
+  PrefetchLoader<int64_t> loader(
       15,
-      [](int64_t i, LoadedItem&) {
+      [](int64_t i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(15 - i));
+        return i;
       },
       o);
   std::set<int64_t> seen;
-  while (auto item = loader.next()) EXPECT_TRUE(seen.insert(item->index).second);
+  while (auto item = loader.next()) {
+    EXPECT_EQ(item->value, item->index);
+    EXPECT_TRUE(seen.insert(item->index).second);
+  }
   EXPECT_EQ(seen.size(), 15u);
 }
 
@@ -85,17 +89,17 @@ TEST(VideoLoader, AFailingItemIsAResultAndTheLoaderCarriesOn) {
   LoaderOptions o;
   o.workers = 2;
   o.capacity = 2;
-  PrefetchLoader loader(static_cast<int64_t>(paths.size()),
-                        clip_task(paths, spec, TransformPreset::DINOv3), o);
+  PrefetchLoader<Clip> loader(static_cast<int64_t>(paths.size()),
+                              clip_task(paths, spec, TransformPreset::DINOv3), o);
   std::vector<bool> ok;
   while (auto item = loader.next()) {
     ok.push_back(item->ok());
     if (item->ok()) {
-      EXPECT_EQ(item->tensors.at("frames").sizes(), (std::vector<int64_t>{4, 3, 224, 224}));
-      EXPECT_EQ(item->tensors.at("indices").size(0), 4);
+      EXPECT_EQ(item->value.frames.sizes(), (std::vector<int64_t>{4, 3, 224, 224}));
+      EXPECT_EQ(item->value.indices.size(), 4u);
     } else {
       EXPECT_NE(item->error.find(paths[item->index]), std::string::npos) << item->error;
-      EXPECT_TRUE(item->tensors.empty());
+      EXPECT_FALSE(item->value.frames.defined());
     }
   }
   EXPECT_EQ(ok, (std::vector<bool>{true, false, true, false, true}));
@@ -107,8 +111,13 @@ TEST(VideoLoader, MeasuresHowLongTheConsumerWaits) {
   {
     LoaderOptions o;
     o.workers = 1;
-    PrefetchLoader loader(
-        6, [](int64_t, LoadedItem&) { std::this_thread::sleep_for(20ms); }, o);
+    PrefetchLoader<int> loader(
+        6,
+        [](int64_t) {
+          std::this_thread::sleep_for(20ms);
+          return 0;
+        },
+        o);
     while (loader.next()) {
     }
     const LoaderStats s = loader.stats();
@@ -120,8 +129,13 @@ TEST(VideoLoader, MeasuresHowLongTheConsumerWaits) {
     LoaderOptions o;
     o.workers = 2;
     o.capacity = 3;
-    PrefetchLoader loader(
-        6, [](int64_t, LoadedItem&) { std::this_thread::sleep_for(2ms); }, o);
+    PrefetchLoader<int> loader(
+        6,
+        [](int64_t) {
+          std::this_thread::sleep_for(2ms);
+          return 0;
+        },
+        o);
     while (loader.next()) std::this_thread::sleep_for(25ms);
     const LoaderStats s = loader.stats();
     EXPECT_LT(s.idle_fraction(), 0.2);
@@ -135,11 +149,12 @@ TEST(VideoLoader, StopsCleanlyWhenAbandoned) {
     LoaderOptions o;
     o.workers = 2;
     o.capacity = 2;
-    PrefetchLoader loader(
+    PrefetchLoader<int> loader(
         1000,
-        [&](int64_t, LoadedItem&) {
+        [&](int64_t) {
           ++started;
           std::this_thread::sleep_for(1ms);
+          return 0;
         },
         o);
     ASSERT_TRUE(loader.next().has_value());

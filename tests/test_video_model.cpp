@@ -38,15 +38,15 @@ models::InceptionI3d small_i3d() { return models::i3d_from_spec(models::kBuiltin
 
 // 32² semantic frames (a 2×2 patch grid), 4 segments; one 9-frame 193² motion clip (I3D's
 // minimum) from the 25 fps resampled video.
-data::ExtractOptions tiny_options() {
-  data::ExtractOptions o;
+data::ExtractRecipe tiny_options() {
+  data::ExtractRecipe o;
+  o.dinov3 = "tiny-dinov3";
+  o.i3d = "small-i3d";
   o.semantic_size = 32;
   o.semantic_sampling.num_segments = 4;
   o.motion_clip = 9;
   o.motion_short_side = 193;
   o.motion_crop = 193;
-  o.progress = data::ProgressMode::Off;
-  o.workers = 1;
   return o;
 }
 
@@ -108,8 +108,11 @@ models::VideoBatch batch_of(const std::vector<data::StreamInputs>& inputs) {
 TEST(VideoModel, FeaturesAndLogitsMatchExtractedStore) {
   const auto& v = Videos::get();
   ScratchDir store;
-  data::ExtractOptions o = tiny_options();
-  o.store_dir = store.path().string();
+  data::ExtractRecipe o = tiny_options();
+  data::ExtractRun run;
+  run.store_dir = store.path().string();
+  run.progress = data::ProgressMode::Off;
+  run.workers = 1;
   o.storage_dtype = torch::kFloat32;
   o.pool = 2;  // exercise the shared patch-grid pooling (2×2 → 1×1)
   data::Manifest two = v.manifest;
@@ -119,7 +122,7 @@ TEST(VideoModel, FeaturesAndLogitsMatchExtractedStore) {
   em.i3d = small_i3d();
   em.dinov3->fuse_for_inference();
   em.i3d->fuse_for_inference(torch::kFloat32);
-  const auto summary = data::extract_features(two, em, o);
+  const auto summary = data::extract_features(two, em, o, run);
   ASSERT_EQ(summary.done, 2) << summary.stop_reason;
 
   std::vector<data::StreamInputs> inputs;
@@ -134,7 +137,7 @@ TEST(VideoModel, FeaturesAndLogitsMatchExtractedStore) {
   {
     std::vector<torch::Tensor> s, c, m;
     for (const auto& e : two.videos) {
-      auto t = weights::load_safetensors(data::store_file_path(o.store_dir, e.id));
+      auto t = weights::load_safetensors(data::store_file_path(run.store_dir, e.id));
       s.push_back(t.at("semantic.patch"));
       c.push_back(t.at("semantic.cls"));
       m.push_back(t.at("motion.mixed_5c"));
@@ -187,7 +190,7 @@ std::vector<std::string> with_grad(torch::nn::Module& m, const std::string& pref
 // BatchNorm still on its running statistics.
 TEST(VideoModel, FrozenAndTrainableBackbones) {
   const auto& v = Videos::get();
-  const data::ExtractOptions o = tiny_options();
+  const data::ExtractRecipe o = tiny_options();
   const models::VideoBatch batch =
       batch_of({data::load_stream_inputs(v.manifest.videos[0].path, o, true, true)});
   models::VideoModel model = tiny_video_model(batch);
@@ -252,7 +255,7 @@ TEST(VideoModel, FrozenAndTrainableBackbones) {
 TEST(VideoDataset, AugmentationOnlyInTrainingAndSeeded) {
   const auto& v = Videos::get();
   data::VideoDatasetOptions o;
-  o.extract = tiny_options();
+  o.recipe = tiny_options();
   o.seed = 42;
   // Semantic stream only: these checks are about sampling, I3D would only cost time.
   auto make = [&](bool training, uint64_t seed, bool hflip = false) {
@@ -263,7 +266,7 @@ TEST(VideoDataset, AugmentationOnlyInTrainingAndSeeded) {
     return data::VideoDataset(v.manifest, tiny_dinov3(), models::InceptionI3d(nullptr), x);
   };
   const data::StreamInputs reference =
-      data::load_stream_inputs(v.manifest.videos[0].path, o.extract, true, false);
+      data::load_stream_inputs(v.manifest.videos[0].path, o.recipe, true, false);
 
   const auto eval = make(false, 42);
   for (uint64_t draw : {0, 1, 7}) {
@@ -313,7 +316,7 @@ TEST(VideoDataset, AugmentationOnlyInTrainingAndSeeded) {
 
 TEST(VideoDataset, MotionClipJitter) {
   const auto& v = Videos::get();
-  data::ExtractOptions o = tiny_options();
+  data::ExtractRecipe o = tiny_options();
   data::VideoAugment aug;
   const auto centred = data::load_stream_inputs(v.manifest.videos[1].path, o, false, true);
   ASSERT_EQ(centred.motion_indices.size(), 9u);
@@ -331,7 +334,7 @@ TEST(VideoDataset, BadVideos) {
   data::Manifest m = v.manifest;
   m.videos.insert(m.videos.begin() + 1, {"corrupt", v.corrupt, 1});
   data::VideoDatasetOptions o;
-  o.extract = tiny_options();
+  o.recipe = tiny_options();
   const data::VideoDataset strict(m, tiny_dinov3(), nullptr, o);
   EXPECT_THROW_WITH(strict.get(1), v.corrupt);
   o.skip_bad = true;
@@ -374,9 +377,9 @@ TEST(TrainFromVideos, LossGoesDown) {
   c.seed = 1;
   auto data = train::open_train_data(c.data, c.model.arch, c.seed);
   ASSERT_TRUE(data.extract.has_value());
-  EXPECT_EQ(data.extract->options.semantic_size, 32);
-  EXPECT_EQ(data.extract->options.semantic_sampling.num_segments, 4);
-  EXPECT_EQ(data.extract->options.semantic_sampling.kind, io::SamplingSpec::Kind::Segment);
+  EXPECT_EQ(data.extract->semantic_size, 32);
+  EXPECT_EQ(data.extract->semantic_sampling.num_segments, 4);
+  EXPECT_EQ(data.extract->semantic_sampling.kind, io::SamplingSpec::Kind::Segment);
   ASSERT_EQ(data.train->size(), 4);
   train::fit_model_to_data(c.model, *data.train, data.class_names);
   EXPECT_EQ(c.model.num_classes, 2);

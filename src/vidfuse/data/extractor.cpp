@@ -1,7 +1,5 @@
 #include "vidfuse/data/extractor.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,6 +16,7 @@
 #include "vidfuse/core/cluster_env.h"
 #include "vidfuse/core/device_stager.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/data/extract_progress.h"
 #include "vidfuse/data/feature_store.h"
 #include "vidfuse/data/store_schema.h"
 #include "vidfuse/data/stream_inputs.h"
@@ -27,26 +26,6 @@ namespace vidfuse::data {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-io::SamplingSpec ExtractOptions::default_semantic_sampling() {
-  io::SamplingSpec s;
-  s.kind = io::SamplingSpec::Kind::Segment;
-  s.num_segments = 16;
-  return s;
-}
-
-io::SamplingSpec ExtractOptions::default_motion_sampling() {
-  io::SamplingSpec s;
-  s.kind = io::SamplingSpec::Kind::FixedRate;
-  s.fps = 25.0;
-  return s;
-}
-
-io::DecodeOptions ExtractOptions::default_decode() {
-  io::DecodeOptions d;
-  d.threads = 1;  // parallelism comes from the loader's workers (one video each)
-  return d;
-}
 
 bool in_shard(const std::string& id, int shard_index, int shard_count) {
   if (shard_count <= 1) return true;
@@ -169,335 +148,373 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
   return out;
 }
 
-std::string format_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  const int64_t t = static_cast<int64_t>(s);
-  char buf[32];
-  if (t >= 3600)
-    std::snprintf(buf, sizeof(buf), "%lldh%02lldm", static_cast<long long>(t / 3600),
-                  static_cast<long long>(t % 3600 / 60));
-  else
-    std::snprintf(buf, sizeof(buf), "%lldm%02llds", static_cast<long long>(t / 60),
-                  static_cast<long long>(t % 60));
-  return buf;
+torch::Device device_of(const torch::nn::Module& m) { return m.parameters().front().device(); }
+
+// ---- The plan: what this run must do ------------------------------------------------------------
+
+std::vector<Stream> recipe_streams(const ExtractRecipe& r) {
+  std::vector<Stream> streams;
+  if (r.semantic()) streams.push_back(Stream::Semantic);
+  if (r.motion()) streams.push_back(Stream::Motion);
+  if (r.flow_stream()) streams.push_back(Stream::Flow);
+  return streams;
 }
 
-// A video decoded and transformed for every stream, waiting for the models.
-struct Pending {
-  const VideoEntry* video = nullptr;
-  io::LoadedItem item;
-  std::map<std::string, torch::Tensor> out;  // feature tensors as they are computed
-};
-
-class Progress {
- public:
-  Progress(std::ostream& log, ProgressMode mode, double interval, int64_t total)
-      : log_(log), interval_(interval), total_(total), start_(Clock::now()), last_(start_) {
-    bar_ = mode == ProgressMode::Bar ||
-           (mode == ProgressMode::Auto && &log == &std::cerr && ::isatty(STDERR_FILENO));
-    off_ = mode == ProgressMode::Off;
-  }
-  void update(int64_t done, int64_t failed, int64_t frames, bool final = false) {
-    if (off_) return;
-    const auto now = Clock::now();
-    const double since = std::chrono::duration<double>(now - last_).count();
-    if (!final && since < (bar_ ? 0.2 : interval_)) return;
-    last_ = now;
-    const double el = std::chrono::duration<double>(now - start_).count();
-    const int64_t n = done + failed;
-    const double vps = el > 0 ? n / el : 0;
-    const double eta = vps > 0 ? (total_ - n) / vps : NAN;
-    char buf[256];
-    if (bar_) {
-      const int width = 30;
-      const int filled = total_ > 0 ? static_cast<int>(width * n / total_) : width;
-      std::string bar(filled, '#');
-      bar.append(width - filled, '.');
-      std::snprintf(buf, sizeof(buf),
-                    "\r[%s] %lld/%lld videos (%lld failed)  %.2f videos/s  %.1f frames/s  ETA %s ",
-                    bar.c_str(), static_cast<long long>(n), static_cast<long long>(total_),
-                    static_cast<long long>(failed), vps, el > 0 ? frames / el : 0.0,
-                    format_duration(eta).c_str());
-      log_ << buf << (final ? "\n" : "") << std::flush;
-    } else {
-      std::snprintf(buf, sizeof(buf),
-                    "extract: %lld/%lld videos (%lld failed), %.2f videos/s, %.1f frames/s, "
-                    "elapsed %s, ETA %s",
-                    static_cast<long long>(n), static_cast<long long>(total_),
-                    static_cast<long long>(failed), vps, el > 0 ? frames / el : 0.0,
-                    format_duration(el).c_str(), format_duration(eta).c_str());
-      log_ << buf << "\n" << std::flush;
-    }
-  }
-
- private:
-  std::ostream& log_;
-  double interval_;
-  int64_t total_;
-  Clock::time_point start_, last_;
-  bool bar_ = false, off_ = false;
-};
-
-}  // namespace
-
-ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& models_in,
-                                const ExtractOptions& opt) {
-  const auto t_start = Clock::now();
-  std::ostream& log = opt.log ? *opt.log : std::cerr;
-  ExtractModels models = models_in;
-  const bool sem = !models.dinov3.is_empty();
-  const bool mot = !models.i3d.is_empty();
-  const bool flo = !models.flow.is_empty();
-  if (!sem && !mot && !flo) throw Error("extract: no model given (semantic, motion or flow)");
-  if (opt.store_dir.empty()) throw Error("extract: no output store folder");
-  if (opt.shard_count < 1 || opt.shard_index < 0 || opt.shard_index >= opt.shard_count)
-    throw Error("extract: shard " + std::to_string(opt.shard_index) + "/" +
-                std::to_string(opt.shard_count) + " is invalid");
-  if (opt.pool < 1) throw Error("extract: pool must be >= 1");
-  if (opt.semantic_batch < 1 || opt.motion_batch < 1)
+// Everything that can be checked before an hour of decoding: fail now.
+void check_extraction(const ExtractModels& m, const ExtractRecipe& r, const ExtractRun& run) {
+  auto match = [](bool named, bool given, const std::string& stream, const char* spec) {
+    if (named && !given)
+      throw Error("extract: the recipe names a " + stream + " backbone (" + spec + ") but no " +
+                  stream + " model was given");
+    if (!named && given)
+      throw Error("extract: a " + stream + " model was given but the recipe names no " + stream +
+                  " backbone (set " + spec + ")");
+  };
+  match(r.semantic(), !m.dinov3.is_empty(), "semantic", "dinov3");
+  match(r.motion(), !m.i3d.is_empty(), "motion", "i3d");
+  match(r.flow_stream(), !m.flow.is_empty(), "flow", "flow_i3d");
+  if (recipe_streams(r).empty()) throw Error("extract: no model given (semantic, motion or flow)");
+  if (run.store_dir.empty()) throw Error("extract: no output store folder");
+  if (run.shard_count < 1 || run.shard_index < 0 || run.shard_index >= run.shard_count)
+    throw Error("extract: shard " + std::to_string(run.shard_index) + "/" +
+                std::to_string(run.shard_count) + " is invalid");
+  if (r.pool < 1) throw Error("extract: pool must be >= 1");
+  if (run.semantic_batch < 1 || run.motion_batch < 1)
     throw Error("extract: batch sizes must be >= 1");
-  if (mot && models.i3d->config().in_channels != 3)
-    throw Error("extract: the motion model takes " +
-                std::to_string(models.i3d->config().in_channels) + " channels, RGB needs 3");
-  if (flo && models.flow->config().in_channels != 2)
-    throw Error("extract: the flow model takes " +
-                std::to_string(models.flow->config().in_channels) + " channels, flow needs 2");
-  if ((mot || flo) && opt.motion_crop < models::kI3DMinSize)
-    throw Error("extract: motion crop " + std::to_string(opt.motion_crop) + " is below I3D's " +
+  if (r.motion() && m.i3d->config().in_channels != 3)
+    throw Error("extract: the motion model takes " + std::to_string(m.i3d->config().in_channels) +
+                " channels, RGB needs 3");
+  if (r.flow_stream() && m.flow->config().in_channels != 2)
+    throw Error("extract: the flow model takes " + std::to_string(m.flow->config().in_channels) +
+                " channels, flow needs 2");
+  if ((r.motion() || r.flow_stream()) && r.motion_crop < models::kI3DMinSize)
+    throw Error("extract: motion crop " + std::to_string(r.motion_crop) + " is below I3D's " +
                 std::to_string(models::kI3DMinSize) + " px minimum");
-  if (opt.storage_dtype != torch::kHalf && opt.storage_dtype != torch::kBFloat16 &&
-      opt.storage_dtype != torch::kFloat32)
+  if (r.storage_dtype != torch::kHalf && r.storage_dtype != torch::kBFloat16 &&
+      r.storage_dtype != torch::kFloat32)
     throw Error("extract: storage dtype must be fp16, bf16 or fp32");
+}
 
-  // The store must be writable before any work is done: fail now, not after an hour of decoding.
-  {
-    std::error_code ec;
-    fs::create_directories(opt.store_dir, ec);
-    if (ec || !fs::is_directory(opt.store_dir))
-      fail_file(opt.store_dir, "cannot create the feature store folder: " +
-                                   (ec ? ec.message() : std::string("not a directory")));
-    const std::string probe = (fs::path(opt.store_dir) / ".vidfuse-write-test").string();
-    try {
-      write_text_atomically(probe, "ok\n");
-    } catch (const std::exception& e) {
-      throw Error(std::string("the feature store is not writable: ") + e.what());
-    }
-    fs::remove(probe, ec);
+void ensure_store_writable(const std::string& store_dir) {
+  std::error_code ec;
+  fs::create_directories(store_dir, ec);
+  if (ec || !fs::is_directory(store_dir))
+    fail_file(store_dir, "cannot create the feature store folder: " +
+                             (ec ? ec.message() : std::string("not a directory")));
+  const std::string probe = (fs::path(store_dir) / ".vidfuse-write-test").string();
+  try {
+    write_text_atomically(probe, "ok\n");
+  } catch (const std::exception& e) {
+    throw Error(std::string("the feature store is not writable: ") + e.what());
   }
+  fs::remove(probe, ec);
+}
 
-  std::vector<std::string> streams;
-  if (sem) streams.push_back(stream_name(Stream::Semantic));
-  if (mot) streams.push_back(stream_name(Stream::Motion));
-  if (flo) streams.push_back(stream_name(Stream::Flow));
-  const std::vector<std::string> required = required_tensors(streams);
+struct ExtractPlan {
+  std::vector<const VideoEntry*> todo;  // this shard's videos not verified complete
+  int64_t shard_videos = 0, skipped = 0;
+};
 
-  // What this run has to do: the shard's videos that are not verified complete.
-  ExtractSummary sum;
-  sum.manifest_videos = static_cast<int64_t>(manifest.videos.size());
-  std::vector<const VideoEntry*> todo;
+ExtractPlan plan_extraction(const Manifest& manifest, const ExtractRun& run,
+                            const std::vector<Stream>& streams, std::ostream& log) {
+  std::vector<std::string> names;
+  for (Stream s : streams) names.push_back(stream_name(s));
+  const std::vector<std::string> required = required_tensors(names);
+  ExtractPlan plan;
   for (const auto& v : manifest.videos) {
-    if (!in_shard(v.id, opt.shard_index, opt.shard_count)) continue;
-    ++sum.shard_videos;
-    const std::string path = store_file_path(opt.store_dir, v.id);
+    if (!in_shard(v.id, run.shard_index, run.shard_count)) continue;
+    ++plan.shard_videos;
+    const std::string path = store_file_path(run.store_dir, v.id);
     if (fs::exists(path)) {
       const StoreFileInfo info = inspect_store_file(path, required);
       if (info.ok) {
-        ++sum.skipped;
+        ++plan.skipped;
         continue;
       }
       log << "extract: redoing " << v.id << ": " << info.error << "\n";
     }
-    todo.push_back(&v);
+    plan.todo.push_back(&v);
   }
-  if (opt.progress != ProgressMode::Off)
-    log << "extract: " << sum.shard_videos << " videos in shard " << opt.shard_index << "/"
-        << opt.shard_count << ", " << sum.skipped << " already complete, " << todo.size()
-        << " to do; streams " << join(streams, ",") << " → " << opt.store_dir << "\n";
+  return plan;
+}
 
-  // Metadata shared by every file of this run.
-  weights::Metadata base;
-  base["vidfuse.version"] = kVidfuseVersion;
-  base["streams"] = join(streams, ",");
-  base["storage_dtype"] = opt.storage_dtype == torch::kHalf       ? "fp16"
-                          : opt.storage_dtype == torch::kBFloat16 ? "bf16"
-                                                                  : "fp32";
-  if (sem) {
-    models.dinov3->eval();
-    base["semantic.model"] = describe_dinov3(models.dinov3);
-    base["semantic.weights"] = models.dinov3_name;
-    base["semantic.weights_hash"] = weights_fingerprint(*models.dinov3);
-    base["semantic.sampling"] = io::describe(opt.semantic_sampling);
-    base["semantic.transform"] = "dinov3 " + std::to_string(opt.semantic_size) + "x" +
-                                 std::to_string(opt.semantic_size) +
-                                 " (x/255, antialiased bilinear squash resize, ImageNet mean/std)";
-    base["semantic.pool"] = std::to_string(opt.pool);
-    base["semantic.config"] = models.dinov3->config().to_json().dump();
+// Metadata shared by every file of this run: which models, weights, sampling and transforms.
+weights::Metadata run_metadata(const ExtractModels& m, const ExtractRecipe& r,
+                               const std::vector<Stream>& streams) {
+  std::vector<std::string> names;
+  for (Stream s : streams) names.push_back(stream_name(s));
+  weights::Metadata meta;
+  meta["vidfuse.version"] = kVidfuseVersion;
+  meta["streams"] = join(names, ",");
+  meta["storage_dtype"] = r.storage_dtype == torch::kHalf       ? "fp16"
+                          : r.storage_dtype == torch::kBFloat16 ? "bf16"
+                                                                : "fp32";
+  auto key = [](Stream s, const char* field) { return stream_metadata_key(s, field); };
+  if (r.semantic()) {
+    meta[key(Stream::Semantic, "model")] = describe_dinov3(m.dinov3);
+    meta[key(Stream::Semantic, "weights")] = r.dinov3;
+    meta[key(Stream::Semantic, "weights_hash")] = weights_fingerprint(*m.dinov3);
+    meta[key(Stream::Semantic, "sampling")] = io::describe(r.semantic_sampling);
+    meta[key(Stream::Semantic, "transform")] =
+        "dinov3 " + std::to_string(r.semantic_size) + "x" + std::to_string(r.semantic_size) +
+        " (x/255, antialiased bilinear squash resize, ImageNet mean/std)";
+    meta[key(Stream::Semantic, "pool")] = std::to_string(r.pool);
+    meta[key(Stream::Semantic, "config")] = m.dinov3->config().to_json().dump();
   }
-  const std::string motion_transform = "i3d short side " + std::to_string(opt.motion_short_side) +
-                                       ", centre crop " + std::to_string(opt.motion_crop) +
+  const std::string motion_transform = "i3d short side " + std::to_string(r.motion_short_side) +
+                                       ", centre crop " + std::to_string(r.motion_crop) +
                                        ", [-1, 1]";
   const std::string motion_sampling =
-      io::describe(opt.motion_sampling) +
-      (opt.motion_clip > 0 ? ", centred clip of " + std::to_string(opt.motion_clip) + " frames"
-                           : std::string(", all frames"));
-  if (mot) {
-    models.i3d->eval();
-    base["motion.model"] = "i3d inception-v1 rgb";
-    base["motion.weights"] = models.i3d_name;
-    base["motion.weights_hash"] = weights_fingerprint(*models.i3d);
-    base["motion.sampling"] = motion_sampling;
-    base["motion.transform"] = motion_transform;
+      io::describe(r.motion_sampling) +
+      (r.motion_clip > 0 ? ", centred clip of " + std::to_string(r.motion_clip) + " frames"
+                         : std::string(", all frames"));
+  if (r.motion()) {
+    meta[key(Stream::Motion, "model")] = "i3d inception-v1 rgb";
+    meta[key(Stream::Motion, "weights")] = r.i3d;
+    meta[key(Stream::Motion, "weights_hash")] = weights_fingerprint(*m.i3d);
+    meta[key(Stream::Motion, "sampling")] = motion_sampling;
+    meta[key(Stream::Motion, "transform")] = motion_transform;
   }
-  if (flo) {
-    models.flow->eval();
-    base["flow.model"] = "i3d inception-v1 flow";
-    base["flow.weights"] = models.flow_name;
-    base["flow.weights_hash"] = weights_fingerprint(*models.flow);
-    base["flow.sampling"] = motion_sampling;
-    base["flow.transform"] = motion_transform + std::string(", then ") +
-                             (opt.flow_options.method == io::FlowMethod::kTVL1 ? "TV-L1" : "DIS") +
-                             " flow clipped to +-" + std::to_string(opt.flow_options.bound) +
-                             " px, scaled to [-1, 1]";
+  if (r.flow_stream()) {
+    meta[key(Stream::Flow, "model")] = "i3d inception-v1 flow";
+    meta[key(Stream::Flow, "weights")] = r.flow_i3d;
+    meta[key(Stream::Flow, "weights_hash")] = weights_fingerprint(*m.flow);
+    meta[key(Stream::Flow, "sampling")] = motion_sampling;
+    meta[key(Stream::Flow, "transform")] =
+        motion_transform + ", then " + (r.flow.method == io::FlowMethod::kTVL1 ? "TV-L1" : "DIS") +
+        " flow clipped to +-" + std::to_string(r.flow.bound) + " px, scaled to [-1, 1]";
   }
+  return meta;
+}
 
-  // Worker task: decode the union of both streams' frames once, then transform per stream.
-  auto task = [&todo, &opt, sem, mot, flo](int64_t i, io::LoadedItem& item) {
-    const VideoEntry& v = *todo[static_cast<size_t>(i)];
-    StreamInputs in = load_stream_inputs(v.path, opt, sem, mot || flo);
-    item.warnings = std::move(in.warnings);
-    item.tensors["decoded_frames"] = torch::tensor(in.decoded_frames);
-    auto times = [](const std::vector<double>& t) { return torch::tensor(t, torch::kFloat64); };
-    if (sem) {
-      item.tensors["semantic"] = in.semantic;
-      item.tensors[times_tensor(Stream::Semantic)] = times(in.semantic_times);
+// ---- The loader's item: one video decoded for every stream --------------------------------------
+
+struct DecodedVideo {
+  StreamInputs inputs;             // semantic frames, motion clip, their times, warnings
+  torch::Tensor flow;              // [2, Tm-1, crop, crop] I3D flow input (flow stream only)
+  std::vector<double> flow_times;  // a flow field sits between two frames: one fewer
+};
+
+// Runs on a loader thread: decodes the union of the streams' frames once, then transforms them.
+DecodedVideo decode_video(const std::string& path, const ExtractRecipe& r) {
+  DecodedVideo d;
+  d.inputs = load_stream_inputs(path, r, r.semantic(), r.motion() || r.flow_stream());
+  if (r.flow_stream()) {
+    try {
+      // Flow on the cropped frames the RGB stream sees (uint8 again: OpenCV's input).
+      const torch::Tensor u8 =
+          ((d.inputs.motion + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8);
+      d.flow = io::compute_optical_flow(u8.permute({1, 2, 3, 0}).contiguous(), r.flow);
+    } catch (const Error& e) {
+      throw Error(path + ": " + e.what());
     }
-    if (mot) {
-      item.tensors["motion"] = in.motion;
-      item.tensors[times_tensor(Stream::Motion)] = times(in.motion_times);
-    }
-    if (flo) {
-      try {
-        // Flow on the cropped frames the RGB stream sees (uint8 again: OpenCV's input).
-        torch::Tensor u8 = ((in.motion + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8);
-        item.tensors["flow"] =
-            io::compute_optical_flow(u8.permute({1, 2, 3, 0}).contiguous(), opt.flow_options);
-      } catch (const Error& e) {
-        throw Error(v.path + ": " + e.what());
+    d.flow_times.assign(d.inputs.motion_times.begin(), d.inputs.motion_times.end() - 1);
+  }
+  return d;
+}
+
+// A video between the loader and the writer: its input and the tensors computed so far.
+struct Pending {
+  const VideoEntry* video = nullptr;
+  DecodedVideo decoded;
+  weights::TensorMap out;
+};
+
+// ---- One step per stream: a batch of decoded videos in, each video's tensors out ---------------
+
+using StreamStep = std::function<void(const std::vector<Pending*>& batch)>;
+
+// DINOv3 on every semantic frame of the batch, in chunks of `batch_frames`; on a GPU chunk k+1 is
+// copied while chunk k runs.
+StreamStep semantic_step(models::DinoV3ViT model, const ExtractRecipe& r, int64_t batch_frames) {
+  auto stager = std::make_shared<DeviceStager>(device_of(*model));
+  const torch::ScalarType dtype = model->parameters().front().scalar_type();
+  return [model, stager, dtype, batch_frames, pool = r.pool,
+          layers = r.semantic_layers](const std::vector<Pending*>& batch) mutable {
+    std::vector<torch::Tensor> frames;
+    for (auto* p : batch) frames.push_back(p->decoded.inputs.semantic);
+    auto sizes = frames.front().sizes().vec();
+    sizes[0] = 0;
+    for (const auto& f : frames) sizes[0] += f.size(0);
+    torch::Tensor all = stager->host_buffer(sizes, frames.front().scalar_type());
+    torch::cat_out(all, frames);
+    std::vector<DeviceStager::Upload> chunks;  // every upload queued before the first forward
+    for (int64_t s = 0; s < all.size(0); s += batch_frames)
+      chunks.push_back(stager->upload(all.slice(0, s, s + batch_frames), dtype));
+    std::map<std::string, std::vector<torch::Tensor>> parts;
+    for (const auto& chunk : chunks)
+      for (auto& [name, t] : semantic_forward(model, stager->ready(chunk), pool, layers))
+        parts[name].push_back(t);
+    for (auto& [name, ts] : parts) {
+      const torch::Tensor t = torch::cat(ts);
+      int64_t at = 0;
+      for (auto* p : batch) {
+        const int64_t n = p->decoded.inputs.semantic.size(0);
+        p->out[name] = t.slice(0, at, at + n);
+        at += n;
       }
-      in.motion_times.pop_back();  // a flow field sits between two frames: one fewer
-      item.tensors[times_tensor(Stream::Flow)] = times(in.motion_times);
+    }
+    for (auto* p : batch)
+      p->out[times_tensor(Stream::Semantic)] =
+          torch::tensor(p->decoded.inputs.semantic_times, torch::kFloat64);
+  };
+}
+
+// I3D (RGB or flow) on the batch's clips, `clips_per_forward` at a time.
+StreamStep i3d_step(Stream stream, models::InceptionI3d model, int64_t clips_per_forward) {
+  auto stager = std::make_shared<DeviceStager>(device_of(*model));
+  const bool flow = stream == Stream::Flow;
+  auto input = [flow](const Pending& p) { return flow ? p.decoded.flow : p.decoded.inputs.motion; };
+  auto times = [flow](const Pending& p) {
+    return flow ? p.decoded.flow_times : p.decoded.inputs.motion_times;
+  };
+  return [=](const std::vector<Pending*>& batch) mutable {
+    const size_t step = static_cast<size_t>(clips_per_forward);
+    std::vector<DeviceStager::Upload> uploads;
+    for (size_t first = 0; first < batch.size(); first += step) {
+      std::vector<torch::Tensor> clips;
+      for (size_t k = first; k < std::min(batch.size(), first + step); ++k)
+        clips.push_back(input(*batch[k]));
+      uploads.push_back(stager->upload(torch::stack(clips), motion_input_dtype(model)));
+    }
+    for (size_t first = 0, u = 0; first < batch.size(); first += step, ++u) {
+      auto [m5c, feat] = motion_forward(model, stager->ready(uploads[u]));
+      for (size_t k = first; k < std::min(batch.size(), first + step); ++k) {
+        batch[k]->out[mixed_5c_tensor(stream)] = m5c[k - first];
+        batch[k]->out[features_tensor(stream)] = feat[k - first];
+        batch[k]->out[times_tensor(stream)] = torch::tensor(times(*batch[k]), torch::kFloat64);
+      }
     }
   };
+}
+
+std::vector<StreamStep> stream_steps(const ExtractModels& m, const ExtractRecipe& r,
+                                     const ExtractRun& run) {
+  std::vector<StreamStep> steps;
+  if (r.semantic()) steps.push_back(semantic_step(m.dinov3, r, run.semantic_batch));
+  if (r.motion()) steps.push_back(i3d_step(Stream::Motion, m.i3d, run.motion_batch));
+  if (r.flow_stream()) steps.push_back(i3d_step(Stream::Flow, m.flow, run.motion_batch));
+  return steps;
+}
+
+// Runs every stream's step on the group as one batch. A model error there is retried video by
+// video, so that one bad input fails alone. Returns each video's error ("" = its tensors are in
+// `out`).
+std::vector<std::string> run_steps(const std::vector<StreamStep>& steps,
+                                   std::vector<Pending>& group) {
+  auto run_all = [&](const std::vector<Pending*>& batch) {
+    for (const auto& step : steps) step(batch);
+  };
+  std::vector<std::string> errors(group.size());
+  std::vector<Pending*> all;
+  for (auto& p : group) all.push_back(&p);
+  try {
+    run_all(all);
+  } catch (const std::exception&) {
+    for (size_t k = 0; k < group.size(); ++k) {
+      group[k].out.clear();
+      try {
+        run_all({&group[k]});
+      } catch (...) {
+        errors[k] = group[k].video->path + ": model: " + io::current_exception_message();
+      }
+    }
+  }
+  return errors;
+}
+
+// Videos per group: enough semantic frames to fill one DINOv3 batch (at least one video).
+int64_t videos_per_group(const ExtractRecipe& r, const ExtractRun& run) {
+  int64_t n = std::max<int64_t>(1, run.motion_batch);
+  if (!r.semantic()) return n;
+  const int64_t per_video =
+      std::max<int64_t>(1, r.semantic_sampling.kind == io::SamplingSpec::Kind::Segment
+                               ? r.semantic_sampling.num_segments
+                               : run.semantic_batch);
+  return std::max(n, (run.semantic_batch + per_video - 1) / per_video);
+}
+
+// ---- Writing: store files are converted and written on a background thread ----------------------
+
+struct WriteCounts {
+  std::atomic<int64_t> videos{0}, frames{0};
+};
+
+void write_outputs(const ExtractRecipe& r, const ExtractRun& run, const std::string& id,
+                   const weights::TensorMap& out, const weights::Metadata& meta) {
+  torch::InferenceMode guard;
+  weights::TensorMap tensors;
+  for (const auto& [name, t] : out)
+    tensors[name] = is_times_tensor(name) ? t : t.to(r.storage_dtype);
+  write_store_file(run.store_dir, id, tensors, meta);
+  if (!run.write_npy) return;
+  for (const Stream s : {Stream::Motion, Stream::Flow}) {
+    auto it = out.find(features_tensor(s));
+    if (it == out.end()) continue;
+    const std::string suffix = s == Stream::Motion ? "_rgb.npy" : "_flow.npy";
+    write_npy((fs::path(run.store_dir) / (id + suffix)).string(),
+              it->second.to(torch::kFloat32).unsqueeze(0));
+  }
+}
+
+}  // namespace
+
+// ---- The run: plan, per-stream steps, then one loop over the decoded videos
+// ----------------------
+
+ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& given,
+                                const ExtractRecipe& recipe, const ExtractRun& run) {
+  const auto t_start = Clock::now();
+  std::ostream& log = run.log ? *run.log : std::cerr;
+  check_extraction(given, recipe, run);
+  ensure_store_writable(run.store_dir);
+  ExtractModels models = given;  // the holders share the modules: this only switches modes
+  if (recipe.semantic()) models.dinov3->eval();
+  if (recipe.motion()) models.i3d->eval();
+  if (recipe.flow_stream()) models.flow->eval();
+
+  const std::vector<Stream> streams = recipe_streams(recipe);
+  const ExtractPlan plan = plan_extraction(manifest, run, streams, log);
+  ExtractSummary sum;
+  sum.manifest_videos = static_cast<int64_t>(manifest.videos.size());
+  sum.shard_videos = plan.shard_videos;
+  sum.skipped = plan.skipped;
+  if (run.progress != ProgressMode::Off) {
+    std::vector<std::string> names;
+    for (Stream s : streams) names.push_back(stream_name(s));
+    log << "extract: " << sum.shard_videos << " videos in shard " << run.shard_index << "/"
+        << run.shard_count << ", " << sum.skipped << " already complete, " << plan.todo.size()
+        << " to do; streams " << join(names, ",") << " → " << run.store_dir << "\n";
+  }
+  const weights::Metadata base_metadata = run_metadata(models, recipe, streams);
+  const std::vector<StreamStep> steps = stream_steps(models, recipe, run);
 
   io::LoaderOptions lo;
-  lo.workers = std::max(1, opt.workers);
-  lo.capacity = std::max(lo.workers, opt.prefetch);
+  lo.workers = std::max(1, run.workers);
+  lo.capacity = std::max(lo.workers, run.prefetch);
   lo.ordered = true;
-  io::PrefetchLoader loader(static_cast<int64_t>(todo.size()), task, lo);
-  Progress progress(log, opt.progress, opt.log_interval_s, static_cast<int64_t>(todo.size()));
-
+  io::PrefetchLoader<DecodedVideo> loader(
+      static_cast<int64_t>(plan.todo.size()),
+      [&](int64_t i) { return decode_video(plan.todo[static_cast<size_t>(i)]->path, recipe); }, lo);
+  ExtractProgress progress(log, run.progress, run.log_interval_s,
+                           static_cast<int64_t>(plan.todo.size()));
   auto record_failure = [&](const VideoEntry& v, const std::string& error) {
     ++sum.failed;
-    if (opt.progress != ProgressMode::Off)
+    if (run.progress != ProgressMode::Off)
       log << "extract: failed " << v.id << ": " << error << "\n";
-    append_failure(opt.store_dir, {v.id, v.path, error, ""});  // throws on an unwritable store
+    append_failure(run.store_dir, {v.id, v.path, error, ""});  // throws on an unwritable store
   };
 
-  // Store files are converted and written on this thread while the models run; a few groups'
-  // outputs may wait.
-  // A video counts as done once its file is written; `submitted` paces the loop meanwhile.
+  // A video counts as done once its file is written; `submitted` paces the loop meanwhile. Write
+  // errors (disk full, permissions) are not the video's fault: they end the run.
   BackgroundWriter writer(/*capacity=*/4);
+  WriteCounts written;
   int64_t submitted = 0, submitted_frames = 0;
-  std::atomic<int64_t> written{0}, written_frames{0};
-
-  // Runs the models on a group of videos and queues their files for the writer. Semantic frames of
-  // the whole group form one batch (split into semantic_batch chunks); a model error in a batch is
-  // retried video by video so that one bad input fails alone.
-  // Inputs reach the models' device through pinned memory and a side stream on a GPU.
-  auto device_of = [](const torch::nn::Module& m) { return m.parameters().front().device(); };
-  DeviceStager semantic_stager(sem ? device_of(*models.dinov3) : torch::Device(torch::kCPU));
-  DeviceStager motion_stager(mot   ? device_of(*models.i3d)
-                             : flo ? device_of(*models.flow)
-                                   : torch::Device(torch::kCPU));
-  const torch::ScalarType semantic_dtype =
-      sem ? models.dinov3->parameters().front().scalar_type() : torch::kFloat32;
-
-  auto run_models = [&](std::vector<Pending>& group) {
+  const int64_t group_size = videos_per_group(recipe, run);
+  std::vector<Pending> group;
+  auto flush_group = [&] {
     const auto t0 = Clock::now();
-    auto run_batch = [&](std::vector<Pending*> batch) {
-      if (sem) {
-        std::vector<torch::Tensor> frames;
-        int64_t total = 0;
-        for (auto* p : batch) {
-          frames.push_back(p->item.tensors.at("semantic"));
-          total += frames.back().size(0);
-        }
-        auto sizes = frames.front().sizes().vec();
-        sizes[0] = total;
-        torch::Tensor all = semantic_stager.host_buffer(sizes, frames.front().scalar_type());
-        torch::cat_out(all, frames);
-        // Every chunk's upload is queued first, so on a GPU chunk k+1 is copied while k runs.
-        std::vector<DeviceStager::Upload> chunks;
-        for (int64_t s = 0; s < all.size(0); s += opt.semantic_batch)
-          chunks.push_back(
-              semantic_stager.upload(all.slice(0, s, s + opt.semantic_batch), semantic_dtype));
-        std::map<std::string, std::vector<torch::Tensor>> parts;
-        for (const auto& chunk : chunks) {
-          auto r = semantic_forward(models.dinov3, semantic_stager.ready(chunk), opt.pool,
-                                    opt.semantic_layers);
-          for (auto& [k, t] : r) parts[k].push_back(t);
-        }
-        for (auto& [k, ts] : parts) {
-          const torch::Tensor t = torch::cat(ts);
-          int64_t at = 0;
-          for (auto* p : batch) {
-            const int64_t n = p->item.tensors.at("semantic").size(0);
-            p->out[k] = t.slice(0, at, at + n);
-            at += n;
-          }
-        }
-        const std::string& times = times_tensor(Stream::Semantic);
-        for (auto* p : batch) p->out[times] = p->item.tensors.at(times);
-      }
-      for (const Stream s : {Stream::Motion, Stream::Flow}) {
-        if ((s == Stream::Motion && !mot) || (s == Stream::Flow && !flo)) continue;
-        auto& model = s == Stream::Motion ? models.i3d : models.flow;
-        const std::string& stream = stream_name(s);
-        std::vector<DeviceStager::Upload> uploads;
-        for (size_t first = 0; first < batch.size(); first += opt.motion_batch) {
-          std::vector<torch::Tensor> clips;
-          const size_t e = std::min(batch.size(), first + opt.motion_batch);
-          for (size_t k = first; k < e; ++k) clips.push_back(batch[k]->item.tensors.at(stream));
-          uploads.push_back(motion_stager.upload(torch::stack(clips), motion_input_dtype(model)));
-        }
-        for (size_t first = 0, u = 0; first < batch.size(); first += opt.motion_batch, ++u) {
-          const size_t e = std::min(batch.size(), first + opt.motion_batch);
-          auto [m5c, feat] = motion_forward(model, motion_stager.ready(uploads[u]));
-          for (size_t k = first; k < e; ++k) {
-            batch[k]->out[mixed_5c_tensor(s)] = m5c[k - first];
-            batch[k]->out[features_tensor(s)] = feat[k - first];
-            batch[k]->out[times_tensor(s)] = batch[k]->item.tensors.at(times_tensor(s));
-          }
-        }
-      }
-    };
-    std::vector<Pending*> all;
-    for (auto& p : group) all.push_back(&p);
-    std::vector<std::string> errors(group.size());
-    try {
-      run_batch(all);
-    } catch (const std::exception&) {
-      for (size_t k = 0; k < group.size(); ++k) {
-        group[k].out.clear();
-        try {
-          run_batch({&group[k]});
-        } catch (const c10::Error& e) {
-          errors[k] = group[k].video->path + ": model: " + e.what_without_backtrace();
-        } catch (const std::exception& e) {
-          errors[k] = group[k].video->path + ": model: " + e.what();
-        }
-      }
-    }
+    const std::vector<std::string> errors = run_steps(steps, group);
     sum.model_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     for (size_t k = 0; k < group.size(); ++k) {
       Pending& p = group[k];
@@ -505,73 +522,42 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
         record_failure(*p.video, errors[k]);
         continue;
       }
-      weights::Metadata meta = base;
+      weights::Metadata meta = base_metadata;
       meta["source"] = p.video->path;
-      if (!p.item.warnings.empty()) meta["warnings"] = join(p.item.warnings, "\n");
-      // Converted and written on the writer thread while the models run on the next group. Write
-      // errors (disk full, permissions) are not the video's fault: they end the run.
-      const int64_t frames = p.item.tensors.at("decoded_frames").item<int64_t>();
-      writer.submit([&opt, &written, &written_frames, frames, id = p.video->id,
-                     out = std::move(p.out), meta = std::move(meta)] {
-        torch::InferenceMode guard;
-        weights::TensorMap tensors;
-        for (const auto& [name, t] : out)
-          tensors[name] = is_times_tensor(name) ? t : t.to(opt.storage_dtype);
-        write_store_file(opt.store_dir, id, tensors, meta);
-        if (opt.write_npy) {
-          for (const Stream s : {Stream::Motion, Stream::Flow}) {
-            auto it = out.find(features_tensor(s));
-            if (it == out.end()) continue;
-            write_npy(
-                (fs::path(opt.store_dir) / (id + (s == Stream::Motion ? "_rgb.npy" : "_flow.npy")))
-                    .string(),
-                it->second.to(torch::kFloat32).unsqueeze(0));
-          }
-        }
-        ++written;
-        written_frames += frames;
+      if (!p.decoded.inputs.warnings.empty())
+        meta["warnings"] = join(p.decoded.inputs.warnings, "\n");
+      const int64_t frames = p.decoded.inputs.decoded_frames;
+      writer.submit([&recipe, &run, &written, frames, id = p.video->id, out = std::move(p.out),
+                     meta = std::move(meta)] {
+        write_outputs(recipe, run, id, out, meta);
+        ++written.videos;
+        written.frames += frames;
       });
       ++submitted;
       submitted_frames += frames;
     }
+    group.clear();
   };
 
-  // Videos per group: enough semantic frames to fill one DINOv3 batch (at least one video).
-  int64_t group_size = std::max<int64_t>(1, opt.motion_batch);
-  if (sem) {
-    int64_t per_video =
-        std::max<int64_t>(1, opt.semantic_sampling.kind == io::SamplingSpec::Kind::Segment
-                                 ? opt.semantic_sampling.num_segments
-                                 : opt.semantic_batch);
-    group_size = std::max(group_size, (opt.semantic_batch + per_video - 1) / per_video);
-  }
-
-  std::vector<Pending> group;
-  int64_t taken = 0;
   try {
     while (true) {
-      if (opt.stop_after >= 0 && submitted >= opt.stop_after) {
+      if (run.stop_after >= 0 && submitted >= run.stop_after) {
         sum.stopped = true;
         sum.stop_reason = "stopped after " + std::to_string(submitted) + " videos (stop_after)";
         break;
       }
-      std::optional<io::LoadedItem> item = loader.next();
+      std::optional<io::Loaded<DecodedVideo>> item = loader.next();
       if (item) {
-        ++taken;
-        const VideoEntry& v = *todo[static_cast<size_t>(item->index)];
-        if (!item->ok()) {
+        const VideoEntry& v = *plan.todo[static_cast<size_t>(item->index)];
+        if (item->ok())
+          group.push_back(Pending{&v, std::move(item->value), {}});
+        else
           record_failure(v, item->error);
-        } else {
-          group.push_back(Pending{&v, std::move(*item), {}});
-        }
       }
-      const bool flush =
-          !item || static_cast<int64_t>(group.size()) >= group_size ||
-          (opt.stop_after >= 0 && submitted + static_cast<int64_t>(group.size()) >= opt.stop_after);
-      if (flush && !group.empty()) {
-        run_models(group);
-        group.clear();
-      }
+      const int64_t queued = submitted + static_cast<int64_t>(group.size());
+      const bool full = static_cast<int64_t>(group.size()) >= group_size ||
+                        (run.stop_after >= 0 && queued >= run.stop_after);
+      if ((!item || full) && !group.empty()) flush_group();
       progress.update(submitted, sum.failed, submitted_frames);
       if (!item) break;
     }
@@ -587,16 +573,14 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& m
     } catch (const std::exception&) {
     }
   }
-  sum.done = written;
-  sum.frames = written_frames;
-  sum.not_attempted = static_cast<int64_t>(todo.size()) - sum.done - sum.failed;
+  sum.done = written.videos;
+  sum.frames = written.frames;
+  sum.not_attempted = static_cast<int64_t>(plan.todo.size()) - sum.done - sum.failed;
   progress.update(sum.done, sum.failed, sum.frames, /*final=*/true);
-  const io::LoaderStats ls = loader.stats();
-  sum.loader_idle_fraction = ls.idle_fraction();
-  (void)taken;
+  sum.loader_idle_fraction = loader.stats().idle_fraction();
   if (!sum.write_error) {
     try {
-      write_store_index(opt.store_dir);
+      write_store_index(run.store_dir);
     } catch (const std::exception& e) {
       log << "extract: warning: could not update index.json: " << e.what() << "\n";
     }

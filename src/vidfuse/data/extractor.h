@@ -13,55 +13,35 @@
 #include <utility>
 #include <vector>
 
+#include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/data/manifest.h"
-#include "vidfuse/io/frame_source.h"
-#include "vidfuse/io/optical_flow.h"
 #include "vidfuse/io/sampling.h"
 #include "vidfuse/models/dinov3.h"
 #include "vidfuse/models/i3d.h"
 
 namespace vidfuse::data {
 
-// Already constructed models; a null holder turns its stream off. Put them on the device and in
-// the dtype they should compute in (inputs follow the model's first parameter; a fused I3D takes
-// float32 input). The extractor switches them to eval mode.
+// Already constructed models; a null holder turns its stream off (it must match the recipe's
+// backbone specs, which are recorded in every file's metadata with a fingerprint of the weights).
+// Put them on the device and in the dtype they should compute in (inputs follow the model's first
+// parameter; a fused I3D takes float32 input). The extractor switches them to eval mode.
 struct ExtractModels {
   models::DinoV3ViT dinov3{nullptr};   // semantic stream
   models::InceptionI3d i3d{nullptr};   // motion stream (RGB, 3 channels)
   models::InceptionI3d flow{nullptr};  // flow stream (2 channels)
-  // Recorded in every file's metadata (e.g. the checkpoint path); a fingerprint of the weights
-  // themselves is added automatically.
-  std::string dinov3_name, i3d_name, flow_name;
 };
 
 enum class ProgressMode { Auto, Bar, Lines, Off };  // Auto: a bar on a terminal, lines otherwise
 
-struct ExtractOptions {
+// Where and how one run computes a recipe's features: none of it changes a stored value.
+struct ExtractRun {
   std::string store_dir;
-
-  // Semantic stream: 16 segment-sampled frames (TSN centres), HF DINOv3 preprocessing at
-  // `semantic_size`², patch grid average-pooled by `pool` (1 = full resolution).
-  io::SamplingSpec semantic_sampling = default_semantic_sampling();
-  int64_t semantic_size = 224;
-  int64_t pool = 1;
-  std::vector<int64_t> semantic_layers;  // extra intermediate layers → semantic.layer_N [T,h,w,C]
-  int64_t semantic_batch = 32;           // frames per DINOv3 forward (across videos)
-
-  // Motion stream: resampled to 25 fps, then one centred clip of `motion_clip` frames (short
-  // videos loop), I3D preprocessing (short side, centre crop, [-1, 1]).
-  io::SamplingSpec motion_sampling = default_motion_sampling();
-  int64_t motion_clip = 64;  // 0 = every resampled frame
-  int64_t motion_short_side = 256, motion_crop = 224;
-  int64_t motion_batch = 1;  // clips per I3D forward
-  io::FlowOptions flow_options;
-
-  torch::ScalarType storage_dtype = torch::kHalf;  // features on disk (times stay float64)
-  bool write_npy = false;  // also <id>_rgb.npy / <id>_flow.npy ([1,1024] float32, video_features)
-
   int shard_index = 0, shard_count = 1;
-  int workers = 2;   // decode + transform threads
-  int prefetch = 4;  // videos being prepared or waiting (bounds memory)
-  io::DecodeOptions decode = default_decode();
+  int workers = 2;              // decode + transform threads
+  int prefetch = 4;             // videos being prepared or waiting (bounds memory)
+  int64_t semantic_batch = 32;  // frames per DINOv3 forward (across videos)
+  int64_t motion_batch = 1;     // clips per I3D forward
+  bool write_npy = false;  // also <id>_rgb.npy / <id>_flow.npy ([1,1024] float32, video_features)
 
   ProgressMode progress = ProgressMode::Auto;
   double log_interval_s = 10;
@@ -69,10 +49,6 @@ struct ExtractOptions {
 
   // Testing/operations hook: stop (as if killed) once this many videos were written; -1 = never.
   int64_t stop_after = -1;
-
-  static io::SamplingSpec default_semantic_sampling();
-  static io::SamplingSpec default_motion_sampling();
-  static io::DecodeOptions default_decode();
 };
 
 struct ExtractSummary {
@@ -96,7 +72,7 @@ struct ExtractSummary {
 // the options are invalid or the store cannot be created/written; once running, per-video
 // problems become failures and an unwritable store ends the run with summary.write_error set.
 ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& models,
-                                const ExtractOptions& options);
+                                const ExtractRecipe& recipe, const ExtractRun& run);
 
 // Deterministic shard assignment by video id (FNV-1a 64 of the id, mod count).
 bool in_shard(const std::string& id, int shard_index, int shard_count);

@@ -4,18 +4,21 @@
 #include <filesystem>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/data/extractor.h"
 #include "vidfuse/io/frame_source.h"
 
 namespace vidfuse::data {
 
-StreamInputs load_stream_inputs(const std::string& path, const ExtractOptions& opt, bool sem,
+StreamInputs load_stream_inputs(const std::string& path, const ExtractRecipe& opt, bool sem,
                                 bool mot, const VideoAugment* augment, uint64_t seed) {
   StreamInputs in;
   const bool jitter = augment && augment->enabled;
   io::SampleRng rng(seed);
   try {
     if (!std::filesystem::exists(path)) fail_file(path, "video file does not exist");
-    auto source = io::open_frame_source(path, opt.decode);
+    io::DecodeOptions decode;
+    decode.threads = 1;  // parallelism comes from the callers' threads, one video each
+    auto source = io::open_frame_source(path, decode);
     const io::FrameTable& table = source->frames();
     in.warnings = source->warnings();
     std::vector<std::string> notes;

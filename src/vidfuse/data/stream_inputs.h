@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "vidfuse/data/augment.h"
-#include "vidfuse/data/extractor.h"
+#include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/io/video_transforms.h"
 
 namespace vidfuse::data {
@@ -25,13 +25,13 @@ struct StreamInputs {
   std::vector<std::string> warnings;  // sampling notes and decode warnings, each naming the file
 };
 
-// Decodes the frames `options` sample for the requested streams (each frame once, however many
-// streams use it) and applies the streams' transforms (semantic_size, motion_short_side,
-// motion_crop). With `augment` (and augment->enabled) the positions and the crop are drawn from
-// `seed` (see VideoAugment); the same seed gives the same frames. Throws vidfuse::Error naming
-// `path` when the video cannot be read.
-StreamInputs load_stream_inputs(const std::string& path, const ExtractOptions& options,
-                                bool semantic, bool motion, const VideoAugment* augment = nullptr,
+// Decodes the frames `recipe` samples for the requested streams (each frame once, however many
+// streams use it; one decoder thread, since callers run one video per thread) and applies the
+// streams' transforms (semantic_size, motion_short_side, motion_crop). With `augment` (and
+// augment->enabled) the positions and the crop are drawn from `seed` (see VideoAugment); the same
+// seed gives the same frames. Throws vidfuse::Error naming `path` when the video cannot be read.
+StreamInputs load_stream_inputs(const std::string& path, const ExtractRecipe& recipe, bool semantic,
+                                bool motion, const VideoAugment* augment = nullptr,
                                 uint64_t seed = 0);
 
 }  // namespace vidfuse::data

@@ -28,10 +28,10 @@ VideoDataset::VideoDataset(Manifest manifest, models::DinoV3ViT dinov3, models::
       draws_(new std::atomic<uint64_t>[manifest_.videos.size()]) {
   if (dinov3_.is_empty() && i3d_.is_empty())
     throw Error("VideoDataset: no backbone given (DINOv3, I3D or both)");
-  if (!i3d_.is_empty() && options_.extract.motion_crop < models::kI3DMinSize)
-    throw Error("VideoDataset: motion crop " + std::to_string(options_.extract.motion_crop) +
+  if (!i3d_.is_empty() && options_.recipe.motion_crop < models::kI3DMinSize)
+    throw Error("VideoDataset: motion crop " + std::to_string(options_.recipe.motion_crop) +
                 " is below I3D's " + std::to_string(models::kI3DMinSize) + " px minimum");
-  if (options_.extract.pool < 1) throw Error("VideoDataset: pool must be >= 1");
+  if (options_.recipe.pool < 1) throw Error("VideoDataset: pool must be >= 1");
   const auto& a = options_.augment;
   if (!(a.scale[0] > 0 && a.scale[0] <= a.scale[1] && a.scale[1] <= 1 && a.ratio[0] > 0 &&
         a.ratio[0] <= a.ratio[1]))
@@ -55,7 +55,7 @@ int64_t VideoDataset::label(int64_t index) const { return entry(index).label; }
 StreamInputs VideoDataset::inputs(int64_t index, uint64_t draw) const {
   const VideoEntry& v = entry(index);
   const uint64_t seed = mix(mix(options_.seed ^ mix(static_cast<uint64_t>(index))) + draw);
-  return load_stream_inputs(v.path, options_.extract, !dinov3_.is_empty(), !i3d_.is_empty(),
+  return load_stream_inputs(v.path, options_.recipe, !dinov3_.is_empty(), !i3d_.is_empty(),
                             options_.training ? &options_.augment : nullptr, seed);
 }
 
@@ -67,7 +67,7 @@ train::Sample VideoDataset::sample(int64_t index, uint64_t draw) const {
   models::FusionInput f;
   {
     torch::NoGradGuard no_grad;
-    f = models::backbone_features(dinov3_, i3d_, batch, options_.extract.pool);
+    f = models::backbone_features(dinov3_, i3d_, batch, options_.recipe.pool);
   }
   train::Sample s;
   auto one = [](const torch::Tensor& t) {

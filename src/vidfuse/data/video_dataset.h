@@ -23,9 +23,9 @@
 namespace vidfuse::data {
 
 struct VideoDatasetOptions {
-  // Sampling, transform sizes, pool and decode options: the fields a feature store's extract.json
-  // records (the rest is ignored).
-  ExtractOptions extract;
+  // Sampling, transform sizes and pool, as a feature store's extract.json records them (the
+  // backbones are given to the constructor; the storage dtype does not apply).
+  ExtractRecipe recipe;
   bool training = false;  // augment (see VideoAugment); false = the extractor's centred frames
   VideoAugment augment;
   uint64_t seed = 0;

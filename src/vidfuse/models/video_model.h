@@ -37,7 +37,7 @@ FusionInput backbone_features(DinoV3ViT& dinov3, InceptionI3d& i3d, const VideoB
 class VideoModelImpl : public torch::nn::Module {
  public:
   // `dinov3` or `i3d` may be null when `fusion`'s arch does not read that stream. `pool` is the
-  // patch-grid pooling the fusion model was trained with (ExtractOptions::pool).
+  // patch-grid pooling the fusion model was trained with (ExtractRecipe::pool).
   VideoModelImpl(DinoV3ViT dinov3, InceptionI3d i3d, FusionModel fusion, int64_t pool = 1);
 
   torch::Tensor forward(const VideoBatch& batch);  // logits [B, K]

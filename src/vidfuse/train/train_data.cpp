@@ -43,12 +43,12 @@ std::shared_ptr<const Dataset> open_split(const DataConfig& data, const std::str
 
 }  // namespace
 
-data::ExtractSettings video_extract_settings(const DataConfig& data) {
-  nlohmann::json base = data::to_json(data::ExtractSettings{});
-  if (!data.store.empty() && std::filesystem::exists(data::extract_settings_path(data.store)))
-    base = data::to_json(data::read_extract_settings(data.store));
+data::ExtractRecipe video_extract_recipe(const DataConfig& data) {
+  nlohmann::json base = data::to_json(data::ExtractRecipe{});
+  if (!data.store.empty() && std::filesystem::exists(data::extract_recipe_path(data.store)))
+    base = data::to_json(data::read_extract_recipe(data.store));
   base.merge_patch(data.extract);
-  return data::extract_settings_from_json(base, "data.extract");
+  return data::extract_recipe_from_json(base, "data.extract");
 }
 
 namespace {
@@ -59,7 +59,7 @@ struct Backbones {
   models::InceptionI3d i3d{nullptr};
 };
 
-Backbones open_backbones(const data::ExtractSettings& settings, const std::string& streams,
+Backbones open_backbones(const data::ExtractRecipe& settings, const std::string& streams,
                          const std::string& device) {
   Backbones b;
   if (streams != "motion") {
@@ -84,7 +84,7 @@ Backbones open_backbones(const data::ExtractSettings& settings, const std::strin
 }
 
 std::shared_ptr<const Dataset> open_video_split(const DataConfig& data,
-                                                const data::ExtractSettings& settings,
+                                                const data::ExtractRecipe& settings,
                                                 const Backbones& backbones,
                                                 const std::string& manifest_path,
                                                 const std::string& split, int64_t seed,
@@ -93,7 +93,7 @@ std::shared_ptr<const Dataset> open_video_split(const DataConfig& data,
   auto manifest = data::read_manifest(manifest_path, data.videos);
   if (manifest.videos.empty()) throw Error(manifest_path + ": no videos in the " + split + " set");
   data::VideoDatasetOptions o;
-  o.extract = settings.options;
+  o.recipe = settings;
   o.training = split == "train" && data.augment.enabled;
   o.augment = data.augment;
   o.seed = static_cast<uint64_t>(seed);
@@ -111,7 +111,7 @@ TrainData open_train_data(const DataConfig& data, models::FusionArch arch, int64
   TrainData out;
   const std::string streams = streams_for(arch, data.streams);
   if (data.source == "videos") {
-    data::ExtractSettings settings = video_extract_settings(data);
+    data::ExtractRecipe settings = video_extract_recipe(data);
     if (!data.train.empty() || !data.val.empty()) {
       const Backbones backbones = open_backbones(settings, streams, device);
       out.train =

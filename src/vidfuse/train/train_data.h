@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "vidfuse/data/extract_settings.h"
+#include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/train/dataset.h"
 #include "vidfuse/train/train_config.h"
 
@@ -19,7 +19,7 @@ struct TrainData {
   std::vector<std::string> class_names;
   std::vector<std::string> notes;  // e.g. "120 of 5000 train videos are not in the store"
   // source "videos": the extraction settings in force (every key resolved), to save with a model.
-  std::optional<data::ExtractSettings> extract;
+  std::optional<data::ExtractRecipe> extract;
 };
 
 // Which streams an architecture reads: both | semantic | motion.
@@ -27,7 +27,7 @@ std::string streams_for(models::FusionArch arch, const std::string& requested);
 
 // data.extract over <data.store>/extract.json (when data.store has one) over the extractor's
 // defaults. Throws vidfuse::Error naming the key or file that is wrong.
-data::ExtractSettings video_extract_settings(const DataConfig& data);
+data::ExtractRecipe video_extract_recipe(const DataConfig& data);
 
 // Throws vidfuse::Error naming the manifest or store when they cannot be read or hold no videos.
 // source "videos": the backbones are built (from data.extract's specs) on `device`, and the train
