@@ -13,8 +13,8 @@
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/gemm_ceiling.h"
 #include "vidfuse/core/runtime.h"
+#include "vidfuse/data/dataset.h"
 #include "vidfuse/models/fusion.h"
-#include "vidfuse/train/dataset.h"
 #include "vidfuse/train/metrics.h"
 #include "vidfuse/train/trainer.h"
 
@@ -51,7 +51,7 @@ int run_fusion_bench(const FusionBenchArgs& a) {
   // samples read from the feature store (the store's disk reads are not part of this figure).
   torch::manual_seed(0);
   const int64_t n = a.batch;
-  auto data = std::make_shared<train::TensorDataset>(
+  auto data = std::make_shared<data::TensorDataset>(
       torch::randn({n, sg[0], sg[1], sg[2], mc.semantic_dim}),
       mc.use_cls ? torch::randn({n, sg[0], mc.semantic_dim}) : torch::Tensor(),
       torch::randn({n, mc.motion_dim, mg[0], mg[1], mg[2]}),

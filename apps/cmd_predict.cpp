@@ -104,7 +104,7 @@ int run_predict(const PredictFlags& f) {
       auto it = errors.find(v.id);
       out["error"] = it != errors.end() ? it->second : v.path + ": no features were extracted";
     } else {
-      auto batch = train::load_batch(features, {row++});
+      auto batch = data::load_batch(features, {row++});
       auto probs = torch::softmax(trained.model->forward(batch.input), -1)[0];
       const int64_t k = std::min<int64_t>(f.top_k, probs.size(0));
       auto top = probs.topk(k);

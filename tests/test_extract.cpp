@@ -236,13 +236,13 @@ TEST(Extract, StoreCompleteFailuresRecordedFeaturesEqualDirectForward) {
   EXPECT_EQ(ds.size(), 4);
   EXPECT_EQ(ds.missing(), 1);
   EXPECT_EQ(ds.class_names(), vids.manifest.class_names);
-  const train::Sample sample = ds.get(1);
+  const data::Sample sample = ds.get(1);
   EXPECT_EQ(sample.semantic.sizes(), (std::vector<int64_t>{4, 2, 2, 32}));
   EXPECT_EQ(sample.semantic_cls.sizes(), (std::vector<int64_t>{4, 32}));
   EXPECT_EQ(sample.motion.size(0), 1024);
   EXPECT_EQ(sample.motion.scalar_type(), torch::kFloat32);
   EXPECT_EQ(sample.label, vids.manifest.videos[1].label);
-  const train::Batch batch = train::load_batch(ds, {0, 1, 2, 3});  // the trainer's path
+  const data::Batch batch = data::load_batch(ds, {0, 1, 2, 3});  // the trainer's path
   EXPECT_EQ(batch.labels.size(0), 4);
 
   // A rerun finds everything complete and redoes only the failure (still failing).

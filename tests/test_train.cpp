@@ -15,6 +15,7 @@
 #include "vidfuse/train/metrics.h"
 #include "vidfuse/train/optimizer.h"
 #include "vidfuse/train/report.h"
+#include "vidfuse/train/train_data.h"
 #include "vidfuse/train/trainer.h"
 #include "vidfuse/weights/safetensors.h"
 
@@ -116,7 +117,7 @@ TEST(TrainOptimizer, AdamWStateRoundTripContinuesIdentically) {
     return models::FusionModel(fusion_test::tiny_fusion_config());
   };
   auto data = fusion_test::xor_dataset(8, 1);
-  auto batch = load_batch(*data, {0, 1, 2, 3, 4, 5, 6, 7});
+  auto batch = data::load_batch(*data, {0, 1, 2, 3, 4, 5, 6, 7});
   TrainConfig tc;
   auto step = [&](models::FusionModel& m, torch::optim::AdamW& opt) {
     opt.zero_grad();
@@ -408,9 +409,9 @@ TEST(TrainTrainer, BadSetupsGiveClearErrors) {
                 .find("train set: fusion model (fusion): semantic features have 8 channels, the "
                       "config expects semantic_dim 16"),
             std::string::npos);
-  auto labels = std::make_shared<TensorDataset>(torch::randn({8, 2, 4, 4, 8}), torch::Tensor(),
-                                                torch::randn({8, 8, 2, 2, 2}),
-                                                torch::full({8}, 5, torch::kLong));
+  auto labels = std::make_shared<data::TensorDataset>(
+      torch::randn({8, 2, 4, 4, 8}), torch::Tensor(), torch::randn({8, 8, 2, 2, 2}),
+      torch::full({8}, 5, torch::kLong));
   EXPECT_NE(error_of([&] { Trainer(c, labels); }).find("label 5 is outside [0, 2)"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
@@ -447,7 +448,7 @@ TEST(TrainData, InputStatisticsStandardiseEachChannel) {
   auto motion = torch::randn({n, 8, 2, 2, 2}) * 0.5 + 7;
   motion.select(1, 0).fill_(5);  // a dead channel: constant over the whole set
   auto data =
-      std::make_shared<TensorDataset>(semantic, cls, motion, torch::zeros({n}, torch::kLong));
+      std::make_shared<data::TensorDataset>(semantic, cls, motion, torch::zeros({n}, torch::kLong));
   auto c = fusion_test::tiny_fusion_config();
   c.use_cls = true;
   auto model = models::FusionModel(c);
@@ -471,12 +472,12 @@ TEST(TrainData, InputStatisticsStandardiseEachChannel) {
 }
 
 TEST(TrainData, CollateNamesTheOddSample) {
-  std::vector<Sample> s(2);
+  std::vector<data::Sample> s(2);
   s[0].semantic = torch::zeros({2, 4, 4, 8});
   s[1].semantic = torch::zeros({2, 4, 5, 8});
   EXPECT_NE(
       error_of([&] {
-        collate(s, {10, 42});
+        data::collate(s, {10, 42});
       }).find("dataset sample 42: semantic has shape [2, 4, 5, 8] but sample 10 has [2, 4, 4, 8]"),
       std::string::npos);
   auto perm = epoch_permutation(10, 3, 1);

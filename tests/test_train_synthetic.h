@@ -5,8 +5,8 @@
 
 #include <memory>
 
+#include "vidfuse/data/dataset.h"
 #include "vidfuse/models/fusion_config.h"
-#include "vidfuse/train/dataset.h"
 
 namespace vidfuse::fusion_test {
 
@@ -33,8 +33,8 @@ inline models::FusionConfig tiny_fusion_config(int64_t num_classes = 2) {
 // motion token +v or -v (motion bit m), both under unit Gaussian noise; the label is a ^ m, so
 // neither stream alone says anything about it, and a classifier that is linear in separately
 // pooled stream features (late fusion) cannot represent it either.
-inline std::shared_ptr<train::TensorDataset> xor_dataset(int64_t n, uint64_t seed,
-                                                         double signal = 0.6) {
+inline std::shared_ptr<data::TensorDataset> xor_dataset(int64_t n, uint64_t seed,
+                                                        double signal = 0.6) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const int64_t Cs = 8, Cm = 8;
   auto fixed = at::make_generator<at::CPUGeneratorImpl>(12345);  // same directions for every split
@@ -47,19 +47,19 @@ inline std::shared_ptr<train::TensorDataset> xor_dataset(int64_t n, uint64_t see
   auto semantic = at::randn({n, 2, 4, 4, Cs}, gen) + sign_a.view({n, 1, 1, 1, 1}) * u;
   auto motion = at::randn({n, Cm, 2, 2, 2}, gen) + (sign_m.view({n, 1}) * v).view({n, Cm, 1, 1, 1});
   auto labels = a.bitwise_xor(m);
-  return std::make_shared<train::TensorDataset>(semantic, torch::Tensor(), motion, labels,
-                                                std::vector<std::string>{"same", "different"});
+  return std::make_shared<data::TensorDataset>(semantic, torch::Tensor(), motion, labels,
+                                               std::vector<std::string>{"same", "different"});
 }
 
 // Random features with random labels (for memorisation), with per-frame CLS tokens.
-inline std::shared_ptr<train::TensorDataset> random_dataset(int64_t n, int64_t num_classes,
-                                                            uint64_t seed) {
+inline std::shared_ptr<data::TensorDataset> random_dataset(int64_t n, int64_t num_classes,
+                                                           uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   auto semantic = at::randn({n, 2, 4, 4, 8}, gen);
   auto cls = at::randn({n, 2, 8}, gen);
   auto motion = at::randn({n, 8, 2, 2, 2}, gen);
   auto labels = at::randint(0, num_classes, {n}, gen, torch::kLong);
-  return std::make_shared<train::TensorDataset>(semantic, cls, motion, labels);
+  return std::make_shared<data::TensorDataset>(semantic, cls, motion, labels);
 }
 
 }  // namespace vidfuse::fusion_test

@@ -341,7 +341,7 @@ TEST(VideoDataset, BadVideos) {
   std::ostringstream log;
   o.log = &log;
   const data::VideoDataset lenient(m, tiny_dinov3(), nullptr, o);
-  const train::Sample s = lenient.get(1);
+  const data::Sample s = lenient.get(1);
   EXPECT_EQ(s.label, m.videos[2].label);  // the next readable video stands in
   EXPECT_TRUE(torch::equal(s.semantic, lenient.get(2).semantic));
   ASSERT_EQ(lenient.failures().size(), 1u);

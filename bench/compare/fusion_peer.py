@@ -7,7 +7,7 @@ What is replicated, and from where in vidfuse (keep the two in step when either 
     its config and defaults: src/vidfuse/models/fusion_config.{h,cpp};
   - the initialisation, RNG draw for RNG draw: fusion.cpp (Linear's own reset, then
     trunc_normal(0.02)), so `torch.manual_seed(seed)` gives vidfuse's initial weights;
-  - the per-channel input standardisation fitted before training: train/dataset.cpp
+  - the per-channel input standardisation fitted before training: train/train_data.cpp
     (fit_input_statistics);
   - one training step: train/trainer.cpp (Trainer::fit and train_step: the next batch collated
     on a background thread, label-smoothed soft-target cross-entropy, zero_grad, backward, global

@@ -14,11 +14,6 @@
 namespace vidfuse {
 
 namespace {
-std::string temp_name_for(const std::string& path) {
-  static std::atomic<unsigned> counter{0};
-  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-}
-
 void fsync_path(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd >= 0) {
@@ -28,9 +23,14 @@ void fsync_path(const std::string& path) {
 }
 }  // namespace
 
+std::string temp_path_for(const std::string& path) {
+  static std::atomic<unsigned> counter{0};
+  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+}
+
 void write_file_atomically(const std::string& path,
                            const std::function<void(std::ostream&)>& write) {
-  const std::string tmp = temp_name_for(path);
+  const std::string tmp = temp_path_for(path);
   try {
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);

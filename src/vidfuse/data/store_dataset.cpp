@@ -27,7 +27,7 @@ StoreDataset::StoreDataset(const std::string& store_dir, const Manifest& manifes
   }
 }
 
-train::Sample StoreDataset::get(int64_t index) const {
+Sample StoreDataset::get(int64_t index) const {
   if (index < 0 || index >= size())
     throw Error("StoreDataset: index " + std::to_string(index) + " out of range [0, " +
                 std::to_string(size()) + ")");
@@ -41,7 +41,7 @@ train::Sample StoreDataset::get(int64_t index) const {
       fail_file(path, "no tensor '" + name + "' (was the store extracted with this stream?)");
     return file.get(name, /*zero_copy=*/true).to(torch::kFloat32, false, /*copy=*/true);
   };
-  train::Sample s;
+  Sample s;
   if (semantic_) {
     s.semantic = load(kSemanticPatch);
     s.semantic_cls = load(kSemanticCls);

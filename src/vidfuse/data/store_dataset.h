@@ -4,12 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "vidfuse/data/dataset.h"
 #include "vidfuse/data/manifest.h"
-#include "vidfuse/train/dataset.h"
 
 namespace vidfuse::data {
 
-class StoreDataset : public train::Dataset {
+class StoreDataset : public Dataset {
  public:
   // Keeps the manifest's videos whose store file exists (the others are counted in missing(); the
   // existence check is one stat per video, the file is read only in get()). `semantic` / `motion`
@@ -21,7 +21,7 @@ class StoreDataset : public train::Dataset {
   // semantic [T,h,w,C], semantic_cls [T,C], motion [1024,T',H',W'], all float32; the label from the
   // manifest. Reads the file anew on every call (no shared state): safe from any thread. Errors
   // name the file.
-  train::Sample get(int64_t index) const override;
+  Sample get(int64_t index) const override;
   int64_t label(int64_t index) const override { return entry(index).label; }
   std::vector<std::string> class_names() const override { return class_names_; }
 

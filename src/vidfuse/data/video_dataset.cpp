@@ -59,7 +59,7 @@ StreamInputs VideoDataset::inputs(int64_t index, uint64_t draw) const {
                             options_.training ? &options_.augment : nullptr, seed);
 }
 
-train::Sample VideoDataset::sample(int64_t index, uint64_t draw) const {
+Sample VideoDataset::sample(int64_t index, uint64_t draw) const {
   StreamInputs in = inputs(index, draw);
   models::VideoBatch batch;
   if (in.semantic.defined()) batch.semantic = in.semantic.unsqueeze(0);
@@ -69,7 +69,7 @@ train::Sample VideoDataset::sample(int64_t index, uint64_t draw) const {
     torch::NoGradGuard no_grad;
     f = models::backbone_features(dinov3_, i3d_, batch, options_.recipe.pool);
   }
-  train::Sample s;
+  Sample s;
   auto one = [](const torch::Tensor& t) {
     return t.defined() ? t[0].to(torch::kCPU).contiguous() : torch::Tensor();
   };
@@ -85,7 +85,7 @@ bool VideoDataset::known_bad(int64_t index) const {
   return failures_.count(index) > 0;
 }
 
-train::Sample VideoDataset::get(int64_t index) const {
+Sample VideoDataset::get(int64_t index) const {
   entry(index);  // range check before anything else
   const int64_t n = size();
   for (int64_t tries = 0; tries < n; ++tries) {

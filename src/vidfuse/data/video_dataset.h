@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "vidfuse/data/augment.h"
+#include "vidfuse/data/dataset.h"
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/data/manifest.h"
 #include "vidfuse/data/stream_inputs.h"
-#include "vidfuse/train/dataset.h"
 
 namespace vidfuse::data {
 
@@ -36,7 +36,7 @@ struct VideoDatasetOptions {
   std::ostream* log = nullptr;  // nullptr = std::cerr
 };
 
-class VideoDataset : public train::Dataset {
+class VideoDataset : public Dataset {
  public:
   // A null backbone turns its stream off (the sample leaves it undefined). The backbones are put
   // in eval mode and only ever run without autograd; share them with other datasets freely
@@ -47,13 +47,13 @@ class VideoDataset : public train::Dataset {
   int64_t size() const override { return static_cast<int64_t>(manifest_.videos.size()); }
   // semantic [Ts,h,w,Cs], semantic_cls [Ts,Cs], motion [Cm,T',H',W'] float32 CPU, the label from
   // the manifest.
-  train::Sample get(int64_t index) const override;
+  Sample get(int64_t index) const override;
   int64_t label(int64_t index) const override;
   std::vector<std::string> class_names() const override { return manifest_.class_names; }
 
   // Visit `draw` of sample `index`: its frames, and its features.
   StreamInputs inputs(int64_t index, uint64_t draw = 0) const;
-  train::Sample sample(int64_t index, uint64_t draw = 0) const;
+  Sample sample(int64_t index, uint64_t draw = 0) const;
 
   // Videos skipped so far (skip_bad), by manifest index: the error naming the file.
   std::map<int64_t, std::string> failures() const;

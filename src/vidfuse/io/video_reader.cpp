@@ -15,32 +15,14 @@ extern "C" {
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/io/ffmpeg_util.h"
 
 namespace vidfuse::io {
 
 namespace {
-
-std::string av_error_text(int err) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(err, buf, sizeof(buf));
-  return buf;
-}
-
-// FFmpeg prints every concealed macroblock error to stderr; the reader turns what matters into
-// warnings naming the file instead. VIDFUSE_FFMPEG_LOGLEVEL (an av_log level number, e.g. 48 for
-// debug) brings FFmpeg's own messages back.
-void configure_ffmpeg_logging() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const char* env = std::getenv("VIDFUSE_FFMPEG_LOGLEVEL");
-    av_log_set_level(env ? std::atoi(env) : AV_LOG_FATAL);
-  });
-}
 
 std::string format_list(const std::vector<int64_t>& v, size_t limit = 12) {
   std::string s = "[";

@@ -9,25 +9,18 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
-#include <unistd.h>
-
-#include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <mutex>
+#include <map>
+#include <string>
 
+#include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/io/ffmpeg_util.h"
 
 namespace vidfuse::io {
 
 namespace {
-
-std::string av_error_text(int err) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(err, buf, sizeof(buf));
-  return buf;
-}
 
 // Short names users type, mapped to the encoder Debian's FFmpeg ships for them.
 const AVCodec* find_encoder(const std::string& name) {
@@ -42,21 +35,6 @@ const AVCodec* find_encoder(const std::string& name) {
       codec = avcodec_find_encoder(d->id);
   }
   return codec;
-}
-
-// Encoders print their statistics at info level; keep stderr for real problems (the reader does
-// the same). VIDFUSE_FFMPEG_LOGLEVEL (an av_log level number) brings FFmpeg's messages back.
-void configure_ffmpeg_logging() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const char* env = std::getenv("VIDFUSE_FFMPEG_LOGLEVEL");
-    av_log_set_level(env ? std::atoi(env) : AV_LOG_FATAL);
-  });
-}
-
-std::string temp_path_for(const std::string& path) {
-  static std::atomic<unsigned> counter{0};
-  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
 }
 
 }  // namespace

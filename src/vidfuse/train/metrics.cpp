@@ -100,7 +100,7 @@ nlohmann::json to_json(const Metrics& m, const std::vector<std::string>& names) 
           {"confusion", confusion}};
 }
 
-Metrics evaluate(models::FusionModel& model, const Dataset& data, const EvalOptions& o) {
+Metrics evaluate(models::FusionModel& model, const data::Dataset& data, const EvalOptions& o) {
   if (o.batch_size < 1) throw Error("evaluate: batch_size must be >= 1");
   const bool was_training = model->is_training();
   model->eval();
@@ -111,7 +111,8 @@ Metrics evaluate(models::FusionModel& model, const Dataset& data, const EvalOpti
   for (int64_t i = rank; i < data.size(); i += world) shard.push_back(i);
   for (size_t begin = 0; begin < shard.size(); begin += o.batch_size) {
     const size_t end = std::min(shard.size(), begin + size_t(o.batch_size));
-    Batch b = load_batch(data, std::vector<int64_t>(shard.begin() + begin, shard.begin() + end));
+    data::Batch b =
+        data::load_batch(data, std::vector<int64_t>(shard.begin() + begin, shard.begin() + end));
     acc.add(model->forward(b.input.to(o.device)), b.labels);
   }
   if (o.dist) acc.all_reduce(*o.dist);

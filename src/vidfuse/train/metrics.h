@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "vidfuse/data/dataset.h"
 #include "vidfuse/models/fusion.h"
-#include "vidfuse/train/dataset.h"
 #include "vidfuse/train/distributed.h"
 
 namespace vidfuse::train {
@@ -51,6 +51,7 @@ struct EvalOptions {
 };
 
 // The model's metrics on the whole dataset (eval mode; the training mode is restored afterwards).
-Metrics evaluate(models::FusionModel& model, const Dataset& data, const EvalOptions& options = {});
+Metrics evaluate(models::FusionModel& model, const data::Dataset& data,
+                 const EvalOptions& options = {});
 
 }  // namespace vidfuse::train

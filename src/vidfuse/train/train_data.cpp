@@ -19,10 +19,12 @@ std::string streams_for(models::FusionArch arch, const std::string& requested) {
 
 namespace {
 
-std::shared_ptr<const Dataset> open_split(const DataConfig& data, const std::string& manifest_path,
-                                          const std::string& streams, const std::string& split,
-                                          std::vector<std::string>& class_names,
-                                          std::vector<std::string>& notes) {
+std::shared_ptr<const data::Dataset> open_split(const DataConfig& data,
+                                                const std::string& manifest_path,
+                                                const std::string& streams,
+                                                const std::string& split,
+                                                std::vector<std::string>& class_names,
+                                                std::vector<std::string>& notes) {
   if (manifest_path.empty()) return nullptr;
   if (data.store.empty())
     throw Error("data.store is not set: train from a feature store written by `vidfuse extract`");
@@ -83,12 +85,12 @@ Backbones open_backbones(const data::ExtractRecipe& settings, const std::string&
   return b;
 }
 
-std::shared_ptr<const Dataset> open_video_split(const DataConfig& data,
-                                                const data::ExtractRecipe& settings,
-                                                const Backbones& backbones,
-                                                const std::string& manifest_path,
-                                                const std::string& split, int64_t seed,
-                                                std::vector<std::string>& class_names) {
+std::shared_ptr<const data::Dataset> open_video_split(const DataConfig& data,
+                                                      const data::ExtractRecipe& settings,
+                                                      const Backbones& backbones,
+                                                      const std::string& manifest_path,
+                                                      const std::string& split, int64_t seed,
+                                                      std::vector<std::string>& class_names) {
   if (manifest_path.empty()) return nullptr;
   auto manifest = data::read_manifest(manifest_path, data.videos);
   if (manifest.videos.empty()) throw Error(manifest_path + ": no videos in the " + split + " set");
@@ -129,9 +131,9 @@ TrainData open_train_data(const DataConfig& data, models::FusionArch arch, int64
   return out;
 }
 
-void fit_model_to_data(models::FusionConfig& model, const Dataset& data,
+void fit_model_to_data(models::FusionConfig& model, const data::Dataset& data,
                        const std::vector<std::string>& class_names) {
-  const Sample s = data.get(0);
+  const data::Sample s = data.get(0);
   if (s.semantic.defined()) {
     if (s.semantic.dim() != 4)
       throw Error("semantic features must be [T, h, w, C], got " + c10::str(s.semantic.sizes()));
@@ -153,6 +155,55 @@ void fit_model_to_data(models::FusionConfig& model, const Dataset& data,
     if (max_label < 0) throw Error("the training data have no labels");
     model.num_classes = max_label + 1;
   }
+}
+
+namespace {
+
+// Running per-channel sums in float64 (features are fp16/bf16 on disk; fp32 sums over millions
+// of tokens would lose the small across-video differences this is meant to expose).
+struct ChannelMoments {
+  torch::Tensor sum, sum_sq;
+  int64_t count = 0;
+  // tokens [N, C]
+  void add(const torch::Tensor& tokens) {
+    auto t = tokens.to(torch::kDouble);
+    if (!sum.defined()) {
+      sum = torch::zeros({t.size(1)}, t.options());
+      sum_sq = torch::zeros({t.size(1)}, t.options());
+    }
+    sum += t.sum(0);
+    sum_sq += t.pow(2).sum(0);
+    count += t.size(0);
+  }
+  void apply(models::StreamEmbed& embed) const {
+    if (!embed || count == 0) return;
+    auto mean = sum / count;
+    auto var = (sum_sq / count - mean.pow(2)).clamp_min(0);
+    auto floor = 0.01 * var.mean().sqrt();
+    auto std = torch::maximum(var.sqrt(), floor.expand_as(var));
+    if (floor.item<double>() == 0) std.fill_(1);  // constant stream: nothing to scale
+    const auto to = embed->input_mean.options();
+    embed->set_input_statistics(mean.to(to), std.to(to));
+  }
+};
+
+}  // namespace
+
+void fit_input_statistics(models::FusionModelImpl& model, const data::Dataset& data,
+                          int64_t max_samples) {
+  const int64_t n = std::min<int64_t>(data.size(), std::max<int64_t>(1, max_samples));
+  ChannelMoments semantic, motion;
+  for (int64_t i = 0; i < n; ++i) {
+    const data::Sample s = data.get(i * data.size() / n);
+    if (model.semantic_embed && s.semantic.defined()) {
+      semantic.add(s.semantic.reshape({-1, s.semantic.size(-1)}));
+      if (s.semantic_cls.defined() && model.config().use_cls) semantic.add(s.semantic_cls);
+    }
+    if (model.motion_embed && s.motion.defined())
+      motion.add(s.motion.flatten(1).t());  // [C, T, H, W] -> [THW, C]
+  }
+  semantic.apply(model.semantic_embed);
+  motion.apply(model.motion_embed);
 }
 
 }  // namespace vidfuse::train

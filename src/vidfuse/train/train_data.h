@@ -7,15 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "vidfuse/data/dataset.h"
 #include "vidfuse/data/extract_recipe.h"
-#include "vidfuse/train/dataset.h"
 #include "vidfuse/train/train_config.h"
 
 namespace vidfuse::train {
 
 struct TrainData {
-  std::shared_ptr<const Dataset> train;  // null when data.train is empty
-  std::shared_ptr<const Dataset> val;    // null when data.val is empty
+  std::shared_ptr<const data::Dataset> train;  // null when data.train is empty
+  std::shared_ptr<const data::Dataset> val;    // null when data.val is empty
   std::vector<std::string> class_names;
   std::vector<std::string> notes;  // e.g. "120 of 5000 train videos are not in the store"
   // source "videos": the extraction settings in force (every key resolved), to save with a model.
@@ -37,7 +37,15 @@ TrainData open_train_data(const DataConfig& data, models::FusionArch arch, int64
 
 // Sets the model's input widths and grids from the dataset's first sample, and num_classes from
 // the class names (or the largest label + 1 when the manifest has none).
-void fit_model_to_data(models::FusionConfig& model, const Dataset& data,
+void fit_model_to_data(models::FusionConfig& model, const data::Dataset& data,
                        const std::vector<std::string>& class_names);
+
+// Sets the model's per-channel input standardisation (see FusionConfig::standardize_inputs) from
+// up to `max_samples` samples spread evenly over `data`: mean and std over every token of every
+// sample (semantic CLS tokens count with the patches; they share the projection). A channel whose
+// std is below 1% of the stream's RMS std gets that floor, so a channel that happened to be
+// constant in training (a dead ReLU) cannot blow up at test time.
+void fit_input_statistics(models::FusionModelImpl& model, const data::Dataset& data,
+                          int64_t max_samples = 256);
 
 }  // namespace vidfuse::train

@@ -10,6 +10,7 @@
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/train/report.h"
+#include "vidfuse/train/train_data.h"
 #include "vidfuse/weights/safetensors.h"
 #include "vidfuse/weights/state_dict.h"
 
@@ -111,8 +112,8 @@ std::vector<int64_t> epoch_permutation(int64_t n, int64_t seed, int64_t epoch) {
   return perm;
 }
 
-Trainer::Trainer(TrainConfig config, std::shared_ptr<const Dataset> train,
-                 std::shared_ptr<const Dataset> val, std::shared_ptr<Distributed> dist)
+Trainer::Trainer(TrainConfig config, std::shared_ptr<const data::Dataset> train,
+                 std::shared_ptr<const data::Dataset> val, std::shared_ptr<Distributed> dist)
     : config_(std::move(config)),
       train_(std::move(train)),
       val_(std::move(val)),
@@ -188,9 +189,9 @@ std::string Trainer::output_path(const std::string& name) const {
   return (fs::path(config_.output_dir) / name).string();
 }
 
-void Trainer::check_fits(const Dataset& data, const std::string& name) {
+void Trainer::check_fits(const data::Dataset& data, const std::string& name) {
   try {
-    Batch b = load_batch(data, {0});
+    data::Batch b = data::load_batch(data, {0});
     model_->check_input(b.input);
     check_labels(b.labels, config_.model.num_classes, "sample 0");
   } catch (const Error& e) {
@@ -209,7 +210,7 @@ std::vector<int64_t> Trainer::batch_indices(int64_t step) {
   return std::vector<int64_t>(perm_.begin() + begin, perm_.begin() + begin + local);
 }
 
-void Trainer::train_step(const Batch& batch) {
+void Trainer::train_step(const data::Batch& batch) {
   const int64_t K = config_.model.num_classes;
   check_labels(batch.labels, K, "train set");
   model_->train();
@@ -317,12 +318,12 @@ TrainSummary Trainer::fit(int64_t stop_at_step) {
   // Loads the next batch on a background thread while the current one trains.
   auto launch = [this](int64_t s) {
     return std::async(std::launch::async,
-                      [this, idx = batch_indices(s)] { return load_batch(*train_, idx); });
+                      [this, idx = batch_indices(s)] { return data::load_batch(*train_, idx); });
   };
-  std::future<Batch> next;
+  std::future<data::Batch> next;
   if (step_ < stop) next = launch(step_);
   while (step_ < stop) {
-    Batch batch = next.get();
+    data::Batch batch = next.get();
     if (step_ + 1 < stop) next = launch(step_ + 1);
     const double lr = schedule_.lr(step_);
     set_learning_rate(*optimizer_, lr);

@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "vidfuse/data/dataset.h"
 #include "vidfuse/models/fusion.h"
-#include "vidfuse/train/dataset.h"
 #include "vidfuse/train/distributed.h"
 #include "vidfuse/train/metrics.h"
 #include "vidfuse/train/optimizer.h"
@@ -43,8 +43,8 @@ class Trainer {
  public:
   // `val` may be null (no validation, no best checkpoint). `dist` null = single process.
   // Throws vidfuse::Error if the config is inconsistent or the data do not fit the model.
-  Trainer(TrainConfig config, std::shared_ptr<const Dataset> train,
-          std::shared_ptr<const Dataset> val = nullptr,
+  Trainer(TrainConfig config, std::shared_ptr<const data::Dataset> train,
+          std::shared_ptr<const data::Dataset> val = nullptr,
           std::shared_ptr<Distributed> dist = nullptr);
   ~Trainer();
 
@@ -78,15 +78,15 @@ class Trainer {
     int64_t steps = 0, samples = 0;
   };
   std::vector<int64_t> batch_indices(int64_t step);
-  void train_step(const Batch& batch);
+  void train_step(const data::Batch& batch);
   void record(nlohmann::json entry);
   void after_validation(const Metrics& m);
   void write_outputs(const Metrics& m);
-  void check_fits(const Dataset& data, const std::string& name);
+  void check_fits(const data::Dataset& data, const std::string& name);
   std::string output_path(const std::string& name) const;
 
   TrainConfig config_;
-  std::shared_ptr<const Dataset> train_, val_;
+  std::shared_ptr<const data::Dataset> train_, val_;
   std::shared_ptr<Distributed> dist_;
   torch::Device device_;
   models::FusionModel model_{nullptr};

@@ -1,18 +1,12 @@
 #include "vidfuse/weights/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/mapped_file.h"
 
 namespace vidfuse::weights {
 
@@ -23,9 +17,9 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
 const std::vector<std::pair<std::string, torch::ScalarType>>& dtype_table() {
   static const std::vector<std::pair<std::string, torch::ScalarType>> table = {
-      {"F64", torch::kFloat64}, {"F32", torch::kFloat32},  {"F16", torch::kFloat16},
-      {"BF16", torch::kBFloat16}, {"I64", torch::kInt64}, {"I32", torch::kInt32},
-      {"I16", torch::kInt16},   {"I8", torch::kInt8},      {"U8", torch::kUInt8},
+      {"F64", torch::kFloat64},   {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
+      {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},   {"I32", torch::kInt32},
+      {"I16", torch::kInt16},     {"I8", torch::kInt8},     {"U8", torch::kUInt8},
       {"BOOL", torch::kBool},
   };
   return table;
@@ -51,109 +45,86 @@ torch::ScalarType dtype_from_name(const std::string& name) {
   throw Error("unknown safetensors dtype '" + name + "'");
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail_file(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail_file(path, "not a regular file");
-  }
-  map_size_ = static_cast<size_t>(st.st_size);
-  if (map_size_ < 8) {
-    ::close(fd);
-    fail_file(path, "truncated safetensors file: " + std::to_string(map_size_) +
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path), file_(path) {
+  const size_t size = file_.size();
+  if (size < 8)
+    fail_file(path, "truncated safetensors file: " + std::to_string(size) +
                         " bytes, shorter than the 8-byte header length");
-  }
-  map_ = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map_ == MAP_FAILED) {
-    map_ = nullptr;
-    fail_file(path, std::string("cannot memory-map: ") + std::strerror(errno));
-  }
+  const uint8_t* bytes = file_.data();
+  const uint64_t header_len = read_le_u64(bytes);
+  if (header_len > kMaxHeaderBytes || header_len > size - 8)
+    fail_file(path, "header length " + std::to_string(header_len) + " runs past the end of the " +
+                        std::to_string(size) + "-byte file (truncated or not safetensors)");
+  data_ = bytes + 8 + header_len;
+  const size_t data_size = size - 8 - header_len;
+
+  nlohmann::json header;
   try {
-    const auto* bytes = static_cast<const uint8_t*>(map_);
-    const uint64_t header_len = read_le_u64(bytes);
-    if (header_len > kMaxHeaderBytes || header_len > map_size_ - 8)
-      fail_file(path, "header length " + std::to_string(header_len) + " runs past the end of the " +
-                          std::to_string(map_size_) + "-byte file (truncated or not safetensors)");
-    data_ = bytes + 8 + header_len;
-    const size_t data_size = map_size_ - 8 - header_len;
-
-    nlohmann::json header;
-    try {
-      header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
-    } catch (const nlohmann::json::exception& e) {
-      fail_file(path, std::string("header is not valid JSON: ") + e.what());
-    }
-    if (!header.is_object()) fail_file(path, "header is not a JSON object");
-
-    std::vector<std::pair<std::pair<size_t, size_t>, std::string>> ranges;
-    for (auto& [name, entry] : header.items()) {
-      if (name == "__metadata__") {
-        if (!entry.is_object()) fail_file(path, "__metadata__ is not an object");
-        for (auto& [k, v] : entry.items()) {
-          if (!v.is_string()) fail_file(path, "__metadata__['" + k + "'] is not a string");
-          metadata_[k] = v.get<std::string>();
-        }
-        continue;
-      }
-      const std::string where = "tensor '" + name + "'";
-      if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") ||
-          !entry.contains("data_offsets"))
-        fail_file(path, where + ": entry needs dtype, shape and data_offsets");
-      if (!entry["dtype"].is_string()) fail_file(path, where + ": dtype is not a string");
-      TensorInfo info;
-      try {
-        info.dtype = dtype_from_name(entry["dtype"].get<std::string>());
-      } catch (const Error& e) {
-        fail_file(path, where + ": " + e.what());
-      }
-      const auto& shape = entry["shape"];
-      const auto& offsets = entry["data_offsets"];
-      if (!shape.is_array()) fail_file(path, where + ": shape is not an array");
-      uint64_t numel = 1;
-      for (const auto& d : shape) {
-        if (!d.is_number_unsigned()) fail_file(path, where + ": shape has a non-integer or negative dim");
-        const uint64_t dim = d.get<uint64_t>();
-        if (dim != 0 && numel > (1ull << 62) / dim) fail_file(path, where + ": shape overflows");
-        numel *= dim;
-        info.shape.push_back(static_cast<int64_t>(dim));
-      }
-      if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
-          !offsets[1].is_number_unsigned())
-        fail_file(path, where + ": data_offsets must be two non-negative integers");
-      const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
-      if (begin > end || end > data_size)
-        fail_file(path, where + ": data_offsets [" + std::to_string(begin) + ", " +
-                            std::to_string(end) + ") out of range of the " +
-                            std::to_string(data_size) + "-byte data section (truncated file?)");
-      const uint64_t expected = numel * c10::elementSize(info.dtype);
-      if (end - begin != expected)
-        fail_file(path, where + ": holds " + std::to_string(end - begin) + " bytes but shape " +
-                            c10::str(c10::IntArrayRef(info.shape)) + " of " +
-                            entry["dtype"].get<std::string>() + " needs " +
-                            std::to_string(expected));
-      info.begin = begin;
-      info.end = end;
-      ranges.push_back({{begin, end}, name});
-      infos_.emplace(name, std::move(info));
-    }
-    std::sort(ranges.begin(), ranges.end());
-    for (size_t i = 1; i < ranges.size(); ++i)
-      if (ranges[i].first.first < ranges[i - 1].first.second)
-        fail_file(path, "tensors '" + ranges[i - 1].second + "' and '" + ranges[i].second +
-                            "' overlap in the data section");
-  } catch (...) {
-    ::munmap(map_, map_size_);
-    map_ = nullptr;
-    throw;
+    header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
+  } catch (const nlohmann::json::exception& e) {
+    fail_file(path, std::string("header is not valid JSON: ") + e.what());
   }
+  if (!header.is_object()) fail_file(path, "header is not a JSON object");
+
+  std::vector<std::pair<std::pair<size_t, size_t>, std::string>> ranges;
+  for (auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object()) fail_file(path, "__metadata__ is not an object");
+      for (auto& [k, v] : entry.items()) {
+        if (!v.is_string()) fail_file(path, "__metadata__['" + k + "'] is not a string");
+        metadata_[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = "tensor '" + name + "'";
+    if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") ||
+        !entry.contains("data_offsets"))
+      fail_file(path, where + ": entry needs dtype, shape and data_offsets");
+    if (!entry["dtype"].is_string()) fail_file(path, where + ": dtype is not a string");
+    TensorInfo info;
+    try {
+      info.dtype = dtype_from_name(entry["dtype"].get<std::string>());
+    } catch (const Error& e) {
+      fail_file(path, where + ": " + e.what());
+    }
+    const auto& shape = entry["shape"];
+    const auto& offsets = entry["data_offsets"];
+    if (!shape.is_array()) fail_file(path, where + ": shape is not an array");
+    uint64_t numel = 1;
+    for (const auto& d : shape) {
+      if (!d.is_number_unsigned())
+        fail_file(path, where + ": shape has a non-integer or negative dim");
+      const uint64_t dim = d.get<uint64_t>();
+      if (dim != 0 && numel > (1ull << 62) / dim) fail_file(path, where + ": shape overflows");
+      numel *= dim;
+      info.shape.push_back(static_cast<int64_t>(dim));
+    }
+    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+        !offsets[1].is_number_unsigned())
+      fail_file(path, where + ": data_offsets must be two non-negative integers");
+    const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
+    if (begin > end || end > data_size)
+      fail_file(path, where + ": data_offsets [" + std::to_string(begin) + ", " +
+                          std::to_string(end) + ") out of range of the " +
+                          std::to_string(data_size) + "-byte data section (truncated file?)");
+    const uint64_t expected = numel * c10::elementSize(info.dtype);
+    if (end - begin != expected)
+      fail_file(path, where + ": holds " + std::to_string(end - begin) + " bytes but shape " +
+                          c10::str(c10::IntArrayRef(info.shape)) + " of " +
+                          entry["dtype"].get<std::string>() + " needs " + std::to_string(expected));
+    info.begin = begin;
+    info.end = end;
+    ranges.push_back({{begin, end}, name});
+    infos_.emplace(name, std::move(info));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first.first < ranges[i - 1].first.second)
+      fail_file(path, "tensors '" + ranges[i - 1].second + "' and '" + ranges[i].second +
+                          "' overlap in the data section");
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(map_, map_size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 std::vector<std::string> SafetensorsFile::keys() const {
   std::vector<std::string> out;
@@ -192,7 +163,9 @@ TensorMap load_safetensors(const std::string& path, torch::ScalarType float_dtyp
   return out;
 }
 
-Metadata load_safetensors_metadata(const std::string& path) { return SafetensorsFile(path).metadata(); }
+Metadata load_safetensors_metadata(const std::string& path) {
+  return SafetensorsFile(path).metadata();
+}
 
 void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata) {
   nlohmann::json header = nlohmann::json::object();

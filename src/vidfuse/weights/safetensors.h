@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "vidfuse/core/mapped_file.h"
+
 namespace vidfuse::weights {
 
 // Ordered by name, as safetensors writers order them.
@@ -42,8 +44,7 @@ class SafetensorsFile {
 
  private:
   std::string path_;
-  void* map_ = nullptr;
-  size_t map_size_ = 0;
+  MappedFile file_;
   const uint8_t* data_ = nullptr;  // start of the data section
   std::map<std::string, TensorInfo> infos_;
   Metadata metadata_;

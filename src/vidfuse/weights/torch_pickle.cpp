@@ -1,17 +1,12 @@
 #include "vidfuse/weights/torch_pickle.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <set>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/mapped_file.h"
 #include "vidfuse/weights/pickle_vm.h"
 #include "vidfuse/weights/zip_reader.h"
 
@@ -22,42 +17,6 @@ namespace {
 using pickle::Kind;
 using pickle::PickleError;
 using pickle::ValuePtr;
-
-// The whole file, memory-mapped read-only.
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail_file(path, std::string("cannot open: ") + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      fail_file(path, "not a regular file");
-    }
-    size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        const int err = errno;
-        ::close(fd);
-        fail_file(path, std::string("cannot map: ") + std::strerror(err));
-      }
-      data_ = static_cast<const uint8_t*>(p);
-    }
-    ::close(fd);
-  }
-  ~MappedFile() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 // torch.<X>Storage classes, named in persistent ids, give the element type.
 const std::map<std::string, torch::ScalarType>& storage_dtypes() {

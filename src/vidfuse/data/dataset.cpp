@@ -1,11 +1,11 @@
-#include "vidfuse/train/dataset.h"
+#include "vidfuse/data/dataset.h"
 
 #include <sstream>
 
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/shape_text.h"
 
-namespace vidfuse::train {
+namespace vidfuse::data {
 
 TensorDataset::TensorDataset(torch::Tensor semantic, torch::Tensor semantic_cls,
                              torch::Tensor motion, torch::Tensor labels,
@@ -77,53 +77,4 @@ Batch load_batch(const Dataset& data, const std::vector<int64_t>& indices) {
   return collate(samples, indices);
 }
 
-namespace {
-
-// Running per-channel sums in float64 (features are fp16/bf16 on disk; fp32 sums over millions
-// of tokens would lose the small across-video differences this is meant to expose).
-struct ChannelMoments {
-  torch::Tensor sum, sum_sq;
-  int64_t count = 0;
-  // tokens [N, C]
-  void add(const torch::Tensor& tokens) {
-    auto t = tokens.to(torch::kDouble);
-    if (!sum.defined()) {
-      sum = torch::zeros({t.size(1)}, t.options());
-      sum_sq = torch::zeros({t.size(1)}, t.options());
-    }
-    sum += t.sum(0);
-    sum_sq += t.pow(2).sum(0);
-    count += t.size(0);
-  }
-  void apply(models::StreamEmbed& embed) const {
-    if (!embed || count == 0) return;
-    auto mean = sum / count;
-    auto var = (sum_sq / count - mean.pow(2)).clamp_min(0);
-    auto floor = 0.01 * var.mean().sqrt();
-    auto std = torch::maximum(var.sqrt(), floor.expand_as(var));
-    if (floor.item<double>() == 0) std.fill_(1);  // constant stream: nothing to scale
-    const auto to = embed->input_mean.options();
-    embed->set_input_statistics(mean.to(to), std.to(to));
-  }
-};
-
-}  // namespace
-
-void fit_input_statistics(models::FusionModelImpl& model, const Dataset& data,
-                          int64_t max_samples) {
-  const int64_t n = std::min<int64_t>(data.size(), std::max<int64_t>(1, max_samples));
-  ChannelMoments semantic, motion;
-  for (int64_t i = 0; i < n; ++i) {
-    const Sample s = data.get(i * data.size() / n);
-    if (model.semantic_embed && s.semantic.defined()) {
-      semantic.add(s.semantic.reshape({-1, s.semantic.size(-1)}));
-      if (s.semantic_cls.defined() && model.config().use_cls) semantic.add(s.semantic_cls);
-    }
-    if (model.motion_embed && s.motion.defined())
-      motion.add(s.motion.flatten(1).t());  // [C, T, H, W] -> [THW, C]
-  }
-  semantic.apply(model.semantic_embed);
-  motion.apply(model.motion_embed);
-}
-
-}  // namespace vidfuse::train
+}  // namespace vidfuse::data

@@ -1,6 +1,6 @@
-// What the trainer reads: an indexable set of samples of stream features. The feature store,
-// videos run through the frozen backbones (data::VideoDataset) and synthetic test data all
-// implement `Dataset`.
+// What the trainer reads: an indexable set of samples of stream features. The feature store
+// (StoreDataset), videos run through the frozen backbones (VideoDataset) and synthetic test data
+// (TensorDataset) all implement `Dataset`.
 #pragma once
 #include <torch/torch.h>
 
@@ -9,7 +9,7 @@
 
 #include "vidfuse/models/fusion.h"
 
-namespace vidfuse::train {
+namespace vidfuse::data {
 
 struct Sample {
   torch::Tensor semantic;      // [Ts, h, w, Cs] (undefined for motion-only data)
@@ -59,12 +59,4 @@ Batch collate(const std::vector<Sample>& samples, const std::vector<int64_t>& in
 // The samples `indices` of `data`, collated.
 Batch load_batch(const Dataset& data, const std::vector<int64_t>& indices);
 
-// Sets the model's per-channel input standardisation (see FusionConfig::standardize_inputs) from
-// up to `max_samples` samples spread evenly over `data`: mean and std over every token of every
-// sample (semantic CLS tokens count with the patches; they share the projection). A channel whose
-// std is below 1% of the stream's RMS std gets that floor, so a channel that happened to be
-// constant in training (a dead ReLU) cannot blow up at test time.
-void fit_input_statistics(models::FusionModelImpl& model, const Dataset& data,
-                          int64_t max_samples = 256);
-
-}  // namespace vidfuse::train
+}  // namespace vidfuse::data
