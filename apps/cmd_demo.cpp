@@ -300,9 +300,9 @@ int run_demo(const DemoArgs& a) {
   std::printf("[2/4] extracting both streams of %zu videos into %s\n", all.videos.size(),
               store.c_str());
   std::fflush(stdout);
-  data::ExtractRun run;
-  run.store_dir = store;
-  const auto ex = data::extract_features(all, em, recipe, run);
+  data::ExtractRun where;
+  where.store_dir = store;
+  const auto ex = data::extract_features(all, em, recipe, where);
   data::write_extract_recipe(store, recipe);
   if (ex.write_error) throw Error(store + ": " + ex.stop_reason);
   stages.emplace_back("extract (decode + both backbones)", seconds_since(t0));
