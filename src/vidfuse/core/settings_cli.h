@@ -54,22 +54,21 @@ class FlagAdder {
   void operator()(const Field<T>& f) {
     if (!f.flag_name) return;
     const std::string pointer = pointer_ + "/" + f.key;
+    // The help: the table's text, then the allowed values or the range's note.
+    std::string help = f.help;
+    std::vector<std::string> choices = f.choices;
+    if constexpr (std::is_enum_v<T>)
+      for (const auto& vn : f.names) choices.push_back(vn.second);
+    for (size_t i = 0; i < choices.size(); ++i)
+      help += (i ? " | " : " (") + choices[i] + (i + 1 == choices.size() ? ")" : "");
+    if (f.range_note) help += std::string(" (") + f.range_note + ")";
     if constexpr (std::is_same_v<T, nlohmann::json>) {
       throw Error(pointer + ": a raw JSON field cannot have a flag");
     } else if constexpr (std::is_enum_v<T>) {
       // By name, checked (with the field's error) when the config is read.
-      add_flag<std::string>(app_, overrides_, f.flag_name, pointer,
-                            std::string(f.help) + " (" + f.name_list(" | ") + ")");
-    } else if constexpr (std::is_same_v<T, std::string>) {
-      std::string help = f.help;
-      if (!f.choices.empty()) {
-        help += " (";
-        for (size_t i = 0; i < f.choices.size(); ++i) help += (i ? " | " : "") + f.choices[i];
-        help += ")";
-      }
       add_flag<std::string>(app_, overrides_, f.flag_name, pointer, help);
     } else {
-      add_flag<T>(app_, overrides_, f.flag_name, pointer, f.help);
+      add_flag<T>(app_, overrides_, f.flag_name, pointer, help);
     }
   }
   template <class S>
