@@ -4,16 +4,15 @@
 // at the start. `--nproc N` runs N data-parallel ranks on this machine (torchrun-style environment
 // variables start a rank on any machine).
 #include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "command.h"
 #include "vidfuse/core/cluster_env.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/json_file.h"
 #include "vidfuse/core/launch.h"
 #include "vidfuse/core/runtime.h"
+#include "vidfuse/core/settings_cli.h"
 #include "vidfuse/train/train_data.h"
 #include "vidfuse/train/trainer.h"
 
@@ -22,21 +21,9 @@ namespace {
 using nlohmann::json;
 using namespace vidfuse;
 
-json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open the config file");
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    fail_file(path, std::string("not valid JSON: ") + e.what());
-  }
-}
-
 struct TrainFlags {
   std::string config;
-  std::map<std::string, std::string> strings;  // JSON pointer -> value, for flags given
-  std::map<std::string, double> numbers;
-  std::map<std::string, bool> bools;
+  settings::Overrides overrides;  // the flags given, written over the config file's values
   int nproc = 1;
 };
 
@@ -59,18 +46,9 @@ int run_train(const TrainFlags& flags) {
     std::printf("starting %d ranks on this machine\n", flags.nproc);
     return launch_local_workers(flags.nproc, this_command_line());
   }
-  json j = flags.config.empty() ? json::object() : read_json_file(flags.config);
+  json j = flags.config.empty() ? json::object() : read_json_file(flags.config, "config file");
   if (!j.is_object()) fail_file(flags.config, "the config must be a JSON object");
-  for (const auto& [ptr, v] : flags.strings) j[json::json_pointer(ptr)] = v;
-  for (const auto& [ptr, v] : flags.bools) j[json::json_pointer(ptr)] = v;
-  for (const auto& [ptr, v] : flags.numbers) {
-    const bool integral = v == static_cast<double>(static_cast<int64_t>(v)) && ptr != "/lr" &&
-                          ptr != "/min_lr" && ptr != "/weight_decay";
-    if (integral)
-      j[json::json_pointer(ptr)] = static_cast<int64_t>(v);
-    else
-      j[json::json_pointer(ptr)] = v;
-  }
+  flags.overrides.apply_to(j);
   const std::string where = flags.config.empty() ? "train flags" : flags.config;
   train::TrainConfig config = train::train_config_from_json(j, where);
   if (config.data.train.empty())
@@ -131,63 +109,33 @@ int run_train(const TrainFlags& flags) {
 std::function<int()> setup_train(CLI::App& sub) {
   auto flags = std::make_shared<TrainFlags>();
   sub.add_option("--config", flags->config, "JSON config (TrainConfig: model, data, schedule...)");
-  // Flags that override the config: JSON pointer into the config, flag name, help.
-  struct StringFlag {
-    const char* ptr;
+  // Flags that override the config: those of the field tables (TrainConfig, its model, data and
+  // data.augment), then the few that point into data.extract, which stays raw JSON (resolved
+  // against the store's extract.json later, see DataConfig::extract).
+  settings::add_flags<train::TrainConfig>(sub, flags->overrides);
+  struct ExtractFlag {
     const char* name;
+    const char* key;  // under /data/extract
     const char* help;
   };
-  static const StringFlag string_flags[] = {
-      {"/data/source", "--source", "store | videos (decode and run the backbones every step)"},
-      {"/data/store", "--store", "Feature store (vidfuse extract output)"},
-      {"/data/extract/dinov3", "--dinov3", "--source videos: DINOv3 checkpoint or builtin"},
-      {"/data/extract/i3d", "--i3d", "--source videos: I3D checkpoint or builtin"},
-      {"/data/bad_videos", "--bad-videos", "--source videos: skip | error"},
-      {"/data/train", "--train", "Training manifest (SSv2 json, Kinetics csv, path,label csv)"},
-      {"/data/val", "--val", "Validation manifest"},
-      {"/data/videos", "--videos", "Folder the manifests' ids resolve in"},
-      {"/data/streams", "--streams", "both|semantic|motion"},
-      {"/model/arch", "--arch", "fusion|semantic|motion|late"},
-      {"/output_dir", "--output", "Output folder (checkpoints, log.jsonl, report.html)"},
-      {"/resume", "--resume", "Checkpoint to resume from, or \"auto\""},
-      {"/device", "--device", "cpu | cuda[:N]"},
-      {"/precision", "--precision", "fp32 | bf16"},
+  static const ExtractFlag extract_strings[] = {
+      {"--dinov3", "/dinov3", "--source videos: DINOv3 checkpoint or builtin"},
+      {"--i3d", "/i3d", "--source videos: I3D checkpoint or builtin"},
   };
-  for (const auto& f : string_flags) {
-    auto* opt = sub.add_option_function<std::string>(
-        f.name,
-        [flags, ptr = std::string(f.ptr)](const std::string& v) { flags->strings[ptr] = v; },
-        f.help);
-    (void)opt;
-  }
-  static const StringFlag number_flags[] = {
-      {"/epochs", "--epochs", "Passes over the training set"},
-      {"/max_steps", "--max-steps", "Optimizer steps (overrides --epochs when > 0)"},
-      {"/batch_size", "--batch-size", "Global batch size"},
-      {"/lr", "--lr", "Peak learning rate"},
-      {"/seed", "--seed", "Seed (model init, data order, dropout)"},
-      {"/eval_every", "--eval-every", "Steps between validations (0 = every epoch)"},
-      {"/model/width", "--width", "Fusion width"},
-      {"/model/depth", "--depth", "Cross-attention layers"},
-      {"/data/extract/semantic_sampling/num_segments", "--frames",
-       "--source videos: semantic frames per video"},
-      {"/data/extract/semantic_size", "--size", "--source videos: semantic input size"},
-      {"/data/extract/pool", "--pool", "--source videos: patch-grid pooling"},
-      {"/data/extract/motion_clip", "--motion-clip", "--source videos: motion clip frames"},
-      {"/data/extract/motion_short_side", "--motion-short-side", "--source videos"},
-      {"/data/extract/motion_crop", "--motion-crop", "--source videos"},
+  static const ExtractFlag extract_integers[] = {
+      {"--frames", "/semantic_sampling/num_segments", "--source videos: semantic frames per video"},
+      {"--size", "/semantic_size", "--source videos: semantic input size"},
+      {"--pool", "/pool", "--source videos: patch-grid pooling"},
+      {"--motion-clip", "/motion_clip", "--source videos: motion clip frames"},
+      {"--motion-short-side", "/motion_short_side", "--source videos"},
+      {"--motion-crop", "/motion_crop", "--source videos"},
   };
-  for (const auto& f : number_flags)
-    sub.add_option_function<double>(
-        f.name, [flags, ptr = std::string(f.ptr)](double v) { flags->numbers[ptr] = v; }, f.help);
-  static const StringFlag bool_flags[] = {
-      {"/data/augment/enabled", "--augment", "--source videos: augment training clips"},
-      {"/data/augment/hflip", "--hflip",
-       "--source videos: random horizontal flips (wrong for direction-sensitive labels)"},
-  };
-  for (const auto& f : bool_flags)
-    sub.add_option_function<bool>(
-        f.name, [flags, ptr = std::string(f.ptr)](bool v) { flags->bools[ptr] = v; }, f.help);
+  for (const auto& f : extract_strings)
+    settings::add_flag<std::string>(sub, flags->overrides, f.name,
+                                    std::string("/data/extract") + f.key, f.help);
+  for (const auto& f : extract_integers)
+    settings::add_flag<int64_t>(sub, flags->overrides, f.name, std::string("/data/extract") + f.key,
+                                f.help);
   sub.add_option("--nproc", flags->nproc, "Data-parallel ranks to start on this machine");
   return [flags] { return run_train(*flags); };
 }

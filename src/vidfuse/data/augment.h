@@ -3,10 +3,13 @@
 #pragma once
 #include <array>
 
+#include "vidfuse/core/settings.h"
+
 namespace vidfuse::data {
 
 struct VideoAugment {
-  bool enabled = true;  // off: training sees exactly the frames evaluation (and extraction) sees
+  // Off: training sees exactly the frames evaluation (and extraction) sees.
+  bool enabled = true;
   // Semantic segments take a random frame inside their segment (TSN training) instead of the
   // centre one; the motion clip's window starts anywhere in the resampled video instead of the
   // middle. Samplers without a training mode (fixed rate, all, sliding) are not jittered.
@@ -19,6 +22,20 @@ struct VideoAugment {
   // Off by default: Something-Something-style labels are directional ("pushing left to right"),
   // and a mirrored clip would carry the wrong one.
   bool hflip = false;
+
+  // The field table (core/settings.h). The ranges' order (scale[0] <= scale[1]) is checked by
+  // the train config's validate().
+  template <class V>
+  void fields(V& v) {
+    using settings::field;
+    v(field("enabled", enabled, "--source videos: augment training clips").flag("--augment"));
+    v(field("temporal_jitter", temporal_jitter, "Random frame inside each segment / clip window"));
+    v(field("scale", scale, "Random crop's area fraction range"));
+    v(field("ratio", ratio, "Random crop's aspect ratio range"));
+    v(field("hflip", hflip,
+            "--source videos: random horizontal flips (wrong for direction-sensitive labels)")
+          .flag("--hflip"));
+  }
 };
 
 }  // namespace vidfuse::data
