@@ -13,6 +13,7 @@
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/launch.h"
 #include "vidfuse/core/runtime.h"
+#include "vidfuse/core/settings_cli.h"
 #include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/data/feature_store.h"
@@ -24,12 +25,11 @@ namespace {
 
 using namespace vidfuse;
 
-// The recipe and the run are filled by the flags directly, so their defaults are the structs'.
-// Flags that name a value (--dtype, --flow-method, --progress) are checked by CLI11 before their
-// callbacks convert them, so a wrong name is a usage error, never an exception during parsing.
+// The recipe's flags come from its field table (data::ExtractRecipe::fields) and are written over
+// its defaults as JSON, so one reader checks them; the run's flags fill data::ExtractRun directly.
 struct Args {
   std::string manifest, videos;
-  data::ExtractRecipe recipe;
+  settings::Overrides recipe_flags;
   data::ExtractRun run;
   std::string streams = "semantic,motion";
   std::string compute = "fp32", shard, format = "safetensors", device = "cpu";
@@ -54,7 +54,9 @@ data::ProgressMode progress_mode(const std::string& name) {
 }
 
 int run_extract(Args a) {
-  data::ExtractRecipe& recipe = a.recipe;
+  nlohmann::json recipe_json = data::to_json(data::ExtractRecipe{});
+  a.recipe_flags.apply_to(recipe_json);
+  data::ExtractRecipe recipe = data::extract_recipe_from_json(recipe_json, "extract flags");
   data::ExtractRun& run = a.run;
   if (a.nproc > 1 && !launched_as_worker()) {
     std::cerr << "extract: starting " << a.nproc << " processes on this machine\n";
@@ -152,48 +154,34 @@ int run_extract(Args a) {
 
 std::function<int()> setup_extract(CLI::App& sub) {
   auto a = std::make_shared<Args>();
-  data::ExtractRecipe& r = a->recipe;
   data::ExtractRun& run = a->run;
   sub.add_option("--manifest", a->manifest,
                  "SSv2 JSON, Kinetics CSV, path,label CSV, list file, or a folder of videos")
       ->required();
   sub.add_option("--videos", a->videos, "Folder the manifest's ids/relative paths are in");
   sub.add_option("--out", run.store_dir, "Feature store folder (created)")->required();
-  sub.add_option("--dinov3", r.dinov3,
-                 "DINOv3 HF model folder, checkpoint file, or builtin (small, random weights)");
-  sub.add_option("--i3d", r.i3d, "I3D RGB checkpoint, or builtin (small, random weights)");
-  sub.add_option("--flow-i3d", r.flow_i3d, "I3D flow checkpoint (for --streams ...,flow)");
   sub.add_option("--streams", a->streams, "semantic,motion,flow (any subset)")
       ->capture_default_str();
-  sub.add_option("--frames", r.semantic_sampling.num_segments,
-                 "Semantic frames per video (segment sampling)")
-      ->capture_default_str();
-  sub.add_option("--size", r.semantic_size, "Semantic input size (multiple of 16)")
-      ->capture_default_str();
-  sub.add_option("--pool", r.pool, "Average-pool the patch grid by this factor (1 = full)")
-      ->capture_default_str();
-  sub.add_option("--layers", r.semantic_layers, "Also store these DINOv3 layers' patch grids");
-  sub.add_option("--batch", run.semantic_batch, "Semantic frames per DINOv3 forward")
-      ->capture_default_str();
-  sub.add_option("--motion-fps", r.motion_sampling.fps, "Motion resampling rate")
-      ->capture_default_str();
-  sub.add_option("--motion-clip", r.motion_clip, "Frames of the centred motion clip (0 = all)")
-      ->capture_default_str();
-  sub.add_option("--motion-short-side", r.motion_short_side)->capture_default_str();
-  sub.add_option("--motion-crop", r.motion_crop)->capture_default_str();
-  sub.add_option("--motion-batch", run.motion_batch, "Clips per I3D forward")
-      ->capture_default_str();
+  settings::add_flags<data::ExtractRecipe>(sub, a->recipe_flags);
+  const data::ExtractRecipe defaults;
+  settings::add_flag<int64_t>(sub, a->recipe_flags, "--frames", "/semantic_sampling/num_segments",
+                              "Semantic frames per video (segment sampling)")
+      ->default_str(std::to_string(defaults.semantic_sampling.num_segments));
+  settings::add_flag<double>(sub, a->recipe_flags, "--motion-fps", "/motion_sampling/fps",
+                             "Motion resampling rate")
+      ->default_str(settings::show(defaults.motion_sampling.fps));
   sub.add_option_function<std::string>(
-         "--flow-method",
-         [a](const std::string& v) { a->recipe.flow.method = io::flow_method_from_name(v); },
-         "tvl1 or dis")
-      ->check(CLI::IsMember({"tvl1", "dis"}))
-      ->default_str("tvl1");
-  sub.add_option_function<std::string>(
-         "--dtype", [a](const std::string& v) { a->recipe.storage_dtype = storage_dtype(v); },
+         "--dtype",
+         [flags = a->recipe_flags](const std::string& v) mutable {
+           flags.set("/storage_dtype", data::ExtractRecipe::storage_dtype_name(storage_dtype(v)));
+         },
          "Storage dtype: fp16, bf16 or fp32")
       ->check(CLI::IsMember({"fp16", "float16", "bf16", "bfloat16", "fp32", "float32"}))
       ->default_str("fp16");
+  sub.add_option("--batch", run.semantic_batch, "Semantic frames per DINOv3 forward")
+      ->capture_default_str();
+  sub.add_option("--motion-batch", run.motion_batch, "Clips per I3D forward")
+      ->capture_default_str();
   sub.add_option("--compute", a->compute, "Compute dtype: fp32 or bf16")->capture_default_str();
   sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
   sub.add_option("--shard", a->shard,

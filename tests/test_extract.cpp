@@ -531,3 +531,33 @@ TEST(ExtractCli, KilledRunResumesToTheSameStore) {
   EXPECT_GT(stats["projected_bytes"].get<double>(), 0);
 }
 #endif
+
+TEST(ExtractRecipe, JsonRoundTripDefaultsAndErrors) {
+  data::ExtractRecipe r;
+  r.dinov3 = "builtin";
+  r.pool = 2;
+  r.semantic_layers = {3, 5};
+  r.motion_sampling.fps = 12;
+  r.flow.method = io::FlowMethod::kDIS;
+  r.storage_dtype = torch::kBFloat16;
+  const nlohmann::json j = data::to_json(r);
+  EXPECT_EQ(j.at("format"), "vidfuse-extract-settings");
+  EXPECT_EQ(j.at("storage_dtype"), "BF16");  // the safetensors name, as stores have always had
+  EXPECT_EQ(j.at("semantic_sampling").at("kind"), "segment");
+  const data::ExtractRecipe back = data::extract_recipe_from_json(j, "x.json");
+  EXPECT_EQ(data::to_json(back), j);
+  // A file of an older version (no flow_method) takes the defaults; keys of a newer one are
+  // ignored; wrong types and values out of range name the file and the key.
+  nlohmann::json old = j;
+  old.erase("flow_method");
+  old["added_later"] = 1;
+  EXPECT_EQ(data::extract_recipe_from_json(old, "x.json").flow.method, io::FlowMethod::kTVL1);
+  nlohmann::json bad = j;
+  bad["pool"] = "2";
+  EXPECT_THROW_WITH(data::extract_recipe_from_json(bad, "x.json"), "x.json", "\"pool\"", "integer");
+  bad["pool"] = 0;
+  EXPECT_THROW_WITH(data::extract_recipe_from_json(bad, "x.json"), "x.json", "pool must be >= 1");
+  bad = j;
+  bad["storage_dtype"] = "F64";
+  EXPECT_THROW_WITH(data::extract_recipe_from_json(bad, "x.json"), "storage_dtype", "\"F16\"");
+}

@@ -62,12 +62,17 @@ TEST(ThreadPool, ParallelForVisitsEveryIndexOnce) {
 TEST(ThreadPool, ParallelForStopsAtTheFirstErrorAndRethrowsIt) {
   for (int threads : {1, 4}) {
     std::atomic<int64_t> started{0};
-    EXPECT_THROW_WITH(vidfuse::parallel_for(10000, threads,
-                                            [&](int64_t i) {
-                                              ++started;
-                                              if (i == 5) throw std::runtime_error("index 5 broke");
-                                            }),
-                      "index 5 broke");
+    EXPECT_THROW_WITH(
+        vidfuse::parallel_for(10000, threads,
+                              [&](int64_t i) {
+                                ++started;
+                                if (i == 5) throw std::runtime_error("index 5 broke");
+                                // Real work takes time: on a loaded machine the
+                                // failing thread may wait for a core, and empty
+                                // bodies would all be done before it runs.
+                                std::this_thread::sleep_for(std::chrono::microseconds(200));
+                              }),
+        "index 5 broke");
     EXPECT_LT(started, 10000) << threads << " threads";
   }
   // A pool survives a failed loop and runs the next one.

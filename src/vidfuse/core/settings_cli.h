@@ -62,13 +62,19 @@ class FlagAdder {
     for (size_t i = 0; i < choices.size(); ++i)
       help += (i ? " | " : " (") + choices[i] + (i + 1 == choices.size() ? ")" : "");
     if (f.range_note) help += std::string(" (") + f.range_note + ")";
+    // add_flags() visits a default-constructed struct, so the value shown is the default (a
+    // string as it is typed; nothing for an empty one).
+    const nlohmann::json default_value = value_json(f);
+    const std::string default_text =
+        default_value.is_string() ? default_value.get<std::string>() : show(default_value);
     if constexpr (std::is_same_v<T, nlohmann::json>) {
       throw Error(pointer + ": a raw JSON field cannot have a flag");
     } else if constexpr (std::is_enum_v<T>) {
       // By name, checked (with the field's error) when the config is read.
-      add_flag<std::string>(app_, overrides_, f.flag_name, pointer, help);
+      add_flag<std::string>(app_, overrides_, f.flag_name, pointer, help)
+          ->default_str(default_text);
     } else {
-      add_flag<T>(app_, overrides_, f.flag_name, pointer, help);
+      add_flag<T>(app_, overrides_, f.flag_name, pointer, help)->default_str(default_text);
     }
   }
   template <class S>

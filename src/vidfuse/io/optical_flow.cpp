@@ -28,6 +28,10 @@ FlowMethod flow_method_from_name(const std::string& name) {
   throw Error("optical flow: unknown method '" + name + "' (expected tvl1 or dis)");
 }
 
+std::string flow_method_name(FlowMethod method) {
+  return method == FlowMethod::kDIS ? "dis" : "tvl1";
+}
+
 torch::Tensor flow_to_i3d_input(const torch::Tensor& raw_flow, float bound) {
   if (raw_flow.dim() != 4 || raw_flow.size(3) != 2 || !(bound > 0)) {
     std::ostringstream shape;

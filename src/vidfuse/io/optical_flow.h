@@ -27,5 +27,6 @@ torch::Tensor flow_to_i3d_input(const torch::Tensor& raw_flow, float bound = 20.
 
 // "tvl1" / "dis" -> FlowMethod; throws vidfuse::Error on anything else.
 FlowMethod flow_method_from_name(const std::string& name);
+std::string flow_method_name(FlowMethod method);  // the inverse
 
 }  // namespace vidfuse::io

@@ -19,9 +19,9 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "vidfuse/core/thread_pool.h"
 #include "vidfuse/io/frame_source.h"
 #include "vidfuse/io/video_transforms.h"
 
@@ -64,19 +64,21 @@ class PrefetchLoader {
   using Task = std::function<T(int64_t index)>;
 
   PrefetchLoader(int64_t num_items, Task task, LoaderOptions options = {})
-      : num_items_(num_items), task_(std::move(task)), options_(options) {
+      : num_items_(num_items),
+        task_(std::move(task)),
+        options_(options),
+        pool_(
+            static_cast<int>(std::min<int64_t>(options.workers, std::max<int64_t>(num_items, 1)))) {
     check_loader_options(num_items, options_);
-    const int64_t n = std::min<int64_t>(options_.workers, std::max<int64_t>(num_items, 1));
-    for (int64_t i = 0; i < n; ++i) threads_.emplace_back([this] { worker(); });
+    for (int i = 0; i < pool_.size(); ++i) pool_.submit([this] { worker(); });
   }
-  ~PrefetchLoader() {  // stops the workers (items not yet taken are dropped)
+  ~PrefetchLoader() {  // stops the workers (items not yet taken are dropped); pool_ joins them
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
     }
     slot_cv_.notify_all();
     ready_cv_.notify_all();
-    for (auto& t : threads_) t.join();
   }
   PrefetchLoader(const PrefetchLoader&) = delete;
   PrefetchLoader& operator=(const PrefetchLoader&) = delete;
@@ -161,7 +163,7 @@ class PrefetchLoader {
   bool stopping_ = false;
   LoaderStats stats_;
   std::optional<Clock::time_point> first_call_;
-  std::vector<std::thread> threads_;
+  ThreadPool pool_;  // last: destroyed (its worker loops joined) before the state they use
 };
 
 // The common task: load a clip from each path with `spec` and apply `preset` to its frames

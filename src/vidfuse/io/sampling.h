@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "vidfuse/core/settings.h"
+
 namespace vidfuse::io {
 
 // What to do when a clip reaches past the last frame (mmaction2's out_of_bound_opt).
@@ -75,6 +77,11 @@ struct SamplingSpec {
   bool training = false;       // random offsets (Segment, Uniform)
   uint64_t seed = 0;           // for training
   OutOfBound out_of_bound = OutOfBound::Loop;
+
+  // The field table (core/settings.h), as a store's extract.json records a sampler (values are
+  // checked by sample_frames). `training` and `seed` are per call, not part of a recipe.
+  template <class V>
+  void fields(V& v);
 };
 
 struct Sample {
@@ -92,6 +99,26 @@ SamplingSpec::Kind parse_sampler_kind(const std::string& name);  // segment|unif
 std::string to_string(SamplingSpec::Kind kind);
 OutOfBound parse_out_of_bound(const std::string& name);  // loop|repeat-last
 std::string to_string(OutOfBound policy);
+
+template <class V>
+void SamplingSpec::fields(V& v) {
+  using settings::field;
+  v(field("kind", kind, "Sampler")
+        .named(std::vector<Kind>{Kind::All, Kind::Segment, Kind::Uniform, Kind::FixedRate,
+                                 Kind::Sliding},
+               [](Kind k) { return to_string(k); }));
+  v(field("num_segments", num_segments, "Segment: frames (one per segment)"));
+  v(field("clip_len", clip_len, "Uniform: frames per clip"));
+  v(field("frame_interval", frame_interval, "Uniform: stride between frames"));
+  v(field("num_clips", num_clips, "Uniform: clips"));
+  v(field("fps", fps, "FixedRate: resampling rate; Sliding resamples to it first when > 0"));
+  v(field("stack", stack, "Sliding: window length"));
+  v(field("step", step, "Sliding: window step"));
+  v(field("min_frames", min_frames, "FixedRate: loop short videos up to this many"));
+  v(field("out_of_bound", out_of_bound, "Past the last frame")
+        .named(std::vector<OutOfBound>{OutOfBound::Loop, OutOfBound::RepeatLast},
+               [](OutOfBound o) { return to_string(o); }));
+}
 std::string describe(const SamplingSpec& spec);  // one line, for metadata and logs
 
 }  // namespace vidfuse::io
