@@ -218,7 +218,17 @@ TEST(WorkflowDemo, SmallDemoRunsEndToEnd) {
       run("demo --out " + d / "demo" + " --clips 18 --epochs 1 --seeds 2", &log, d / "demo.log"), 0)
       << log;
   EXPECT_NE(log.find("report:"), std::string::npos) << log;
-  EXPECT_NE(log.find("seed 1 (8/8)"), std::string::npos) << log;  // progress through every run
+  // Progress through every run: each of the 8 (4 models x 2 seeds, separate processes) says when
+  // it is done, and leaves its log.
+  EXPECT_NE(log.find("done (8/8)"), std::string::npos) << log;
+  for (const char* arch : {"fusion", "semantic", "motion", "late"})
+    for (const char* seed : {"0", "1"}) {
+      EXPECT_TRUE(std::regex_search(
+          log, std::regex(std::string(arch) + " +seed " + seed + " done \\([1-8]/8\\)")))
+          << arch << " " << seed << "\n"
+          << log;
+      EXPECT_TRUE(fs::exists(d / ("demo/" + std::string(arch) + "/seed-" + seed + "/train.log")));
+    }
   const std::string report = slurp(d / "demo/report.html");
   EXPECT_NE(report.find("random weights"), std::string::npos);
   for (const char* arch : {"fusion", "semantic", "motion", "late"})

@@ -1,6 +1,7 @@
 #include "vidfuse/core/launch.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <thread>
 
 #include "vidfuse/core/error.h"
@@ -35,6 +37,42 @@ int free_local_port() {
   ::close(fd);
   if (!ok) throw Error("cannot bind a local port for the workers' rendezvous");
   return ntohs(addr.sin_port);
+}
+
+// This process's environment without `names`' entries, then `extra` ("NAME=value").
+std::vector<std::string> child_environment(const std::vector<std::string>& names,
+                                           const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    bool ours = false;
+    for (const auto& name : names) ours = ours || kv.rfind(name + "=", 0) == 0;
+    if (!ours) env.push_back(kv);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+// posix_spawn of this executable with `argv` (argv[0] included) and `env`; stdout and stderr go
+// to `log_path` when one is given. Returns the pid, or -1.
+pid_t spawn_self(std::vector<std::string> argv, std::vector<std::string> env,
+                 const std::string& log_path = "") {
+  std::vector<char*> envp, args;
+  for (auto& s : env) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  for (auto& s : argv) args.push_back(s.data());
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (!log_path.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  }
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
 }
 
 int exit_code(int status) {
@@ -73,29 +111,13 @@ int launch_local_workers(int nproc, const std::vector<std::string>& argv) {
   const unsigned threads = std::max(1u, cores / static_cast<unsigned>(nproc));
   std::vector<pid_t> pids;
   for (int rank = 0; rank < nproc; ++rank) {
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) {
-      const std::string kv = *e;
-      bool ours = false;
-      for (const char* name : {"RANK=", "LOCAL_RANK=", "WORLD_SIZE=", "MASTER_ADDR=",
-                               "MASTER_PORT=", "OMP_NUM_THREADS="})
-        ours = ours || kv.rfind(name, 0) == 0;
-      if (!ours) env.push_back(kv);
-    }
-    env.push_back("RANK=" + std::to_string(rank));
-    env.push_back("LOCAL_RANK=" + std::to_string(rank));
-    env.push_back("WORLD_SIZE=" + std::to_string(nproc));
-    env.push_back("MASTER_ADDR=127.0.0.1");
-    env.push_back("MASTER_PORT=" + std::to_string(port));
-    env.push_back("OMP_NUM_THREADS=" + std::to_string(threads));
-    std::vector<char*> envp, args;
-    for (auto& s : env) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    std::vector<std::string> argv_copy = argv;
-    for (auto& s : argv_copy) args.push_back(s.data());
-    args.push_back(nullptr);
-    pid_t pid = 0;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, args.data(), envp.data()) != 0) {
+    const std::vector<std::string> env = child_environment(
+        {"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS"},
+        {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
+         "WORLD_SIZE=" + std::to_string(nproc), "MASTER_ADDR=127.0.0.1",
+         "MASTER_PORT=" + std::to_string(port), "OMP_NUM_THREADS=" + std::to_string(threads)});
+    const pid_t pid = spawn_self(argv, env);
+    if (pid < 0) {
       for (pid_t p : pids) ::kill(p, SIGTERM);
       throw Error("cannot start worker rank " + std::to_string(rank));
     }
@@ -115,6 +137,48 @@ int launch_local_workers(int nproc, const std::vector<std::string>& argv) {
     }
   }
   return result;
+}
+
+void run_local_jobs(const std::vector<LocalJob>& jobs, int parallel,
+                    const std::function<void(size_t)>& on_start,
+                    const std::function<void(size_t, int)>& on_done) {
+  if (parallel < 1) throw Error("run_local_jobs: parallel must be >= 1");
+  const std::string self = this_command_line().front();
+  std::map<pid_t, size_t> running;
+  size_t next = 0;
+  while (next < jobs.size() || !running.empty()) {
+    while (next < jobs.size() && static_cast<int>(running.size()) < parallel) {
+      const LocalJob& job = jobs[next];
+      std::vector<std::string> argv = {self};
+      argv.insert(argv.end(), job.args.begin(), job.args.end());
+      const pid_t pid = spawn_self(
+          argv,
+          child_environment({"OMP_NUM_THREADS"},
+                            {"OMP_NUM_THREADS=" + std::to_string(std::max(1, job.threads))}),
+          job.log_path);
+      if (pid < 0) {
+        for (const auto& [p, i] : running) ::kill(p, SIGTERM);
+        for (size_t k = 0; k < running.size(); ++k) ::wait(nullptr);
+        throw Error("cannot start a child process for " + job.log_path);
+      }
+      running[pid] = next;
+      on_start(next++);
+    }
+    int status = 0;
+    const pid_t pid = ::wait(&status);
+    if (pid < 0) throw Error("run_local_jobs: lost track of the child processes");
+    auto it = running.find(pid);
+    if (it == running.end()) continue;  // not one of ours
+    const size_t index = it->second;
+    running.erase(it);
+    try {
+      on_done(index, exit_code(status));
+    } catch (...) {  // the caller gives up: leave no job running behind it
+      for (const auto& [p, i] : running) ::kill(p, SIGTERM);
+      for (size_t k = 0; k < running.size(); ++k) ::wait(nullptr);
+      throw;
+    }
+  }
 }
 
 }  // namespace vidfuse
