@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -160,6 +159,12 @@ std::vector<Stream> recipe_streams(const ExtractRecipe& r) {
   return streams;
 }
 
+std::vector<std::string> stream_names(const std::vector<Stream>& streams) {
+  std::vector<std::string> names;
+  for (Stream s : streams) names.push_back(stream_name(s));
+  return names;
+}
+
 // Everything that can be checked before an hour of decoding: fail now.
 void check_extraction(const ExtractModels& m, const ExtractRecipe& r, const ExtractRun& run) {
   auto match = [](bool named, bool given, const std::string& stream, const char* spec) {
@@ -217,9 +222,7 @@ struct ExtractPlan {
 
 ExtractPlan plan_extraction(const Manifest& manifest, const ExtractRun& run,
                             const std::vector<Stream>& streams, std::ostream& log) {
-  std::vector<std::string> names;
-  for (Stream s : streams) names.push_back(stream_name(s));
-  const std::vector<std::string> required = required_tensors(names);
+  const std::vector<std::string> required = required_tensors(stream_names(streams));
   ExtractPlan plan;
   for (const auto& v : manifest.videos) {
     if (!in_shard(v.id, run.shard_index, run.shard_count)) continue;
@@ -241,11 +244,9 @@ ExtractPlan plan_extraction(const Manifest& manifest, const ExtractRun& run,
 // Metadata shared by every file of this run: which models, weights, sampling and transforms.
 weights::Metadata run_metadata(const ExtractModels& m, const ExtractRecipe& r,
                                const std::vector<Stream>& streams) {
-  std::vector<std::string> names;
-  for (Stream s : streams) names.push_back(stream_name(s));
   weights::Metadata meta;
   meta["vidfuse.version"] = kVidfuseVersion;
-  meta["streams"] = join(names, ",");
+  meta["streams"] = join(stream_names(streams), ",");
   meta["storage_dtype"] = r.storage_dtype == torch::kHalf       ? "fp16"
                           : r.storage_dtype == torch::kBFloat16 ? "bf16"
                                                                 : "fp32";
@@ -480,11 +481,9 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& g
   sum.shard_videos = plan.shard_videos;
   sum.skipped = plan.skipped;
   if (run.progress != ProgressMode::Off) {
-    std::vector<std::string> names;
-    for (Stream s : streams) names.push_back(stream_name(s));
     log << "extract: " << sum.shard_videos << " videos in shard " << run.shard_index << "/"
         << run.shard_count << ", " << sum.skipped << " already complete, " << plan.todo.size()
-        << " to do; streams " << join(names, ",") << " → " << run.store_dir << "\n";
+        << " to do; streams " << join(stream_names(streams), ",") << " → " << run.store_dir << "\n";
   }
   const weights::Metadata base_metadata = run_metadata(models, recipe, streams);
   const std::vector<StreamStep> steps = stream_steps(models, recipe, run);
