@@ -8,6 +8,7 @@
 
 #include "command.h"
 #include "dtype_option.h"
+#include "profile_option.h"
 #include "vidfuse/core/gemm_ceiling.h"
 #include "vidfuse/core/runtime.h"
 #include "vidfuse/models/dinov3.h"
@@ -16,7 +17,7 @@ namespace vidfuse::cli {
 namespace {
 
 struct Dinov3BenchArgs {
-  std::string variant = "vitb16", dtype = "both", device = "cpu", weights;
+  std::string variant = "vitb16", dtype = "both", device = "cpu", weights, profile;
   int64_t batch = 8, size = 224, iters = 3;
   bool json = false;
 };
@@ -51,6 +52,7 @@ int run_dinov3_bench(const Dinov3BenchArgs& a) {
     // Reading one element waits for an asynchronous device to finish.
     auto forward = [&] { model->forward(x).pooler_output.sum().item<double>(); };
     forward();  // warm-up: oneDNN primitive creation, allocator
+    profile_once(profile_path_for(a.profile, name, dtypes.size() > 1), forward);
     std::vector<double> times;
     for (int64_t i = 0; i < a.iters; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -117,6 +119,8 @@ VIDFUSE_BENCH(
       sub.add_option("--size", a->size, "Square input size")->capture_default_str();
       sub.add_option("--iters", a->iters, "Timed iterations (best is reported)")
           ->capture_default_str();
+      sub.add_option("--profile", a->profile,
+                     "Also write one forward's Chrome trace here (-fp32/-bf16 added for both)");
       return [a] { return run_dinov3_bench(*a); };
     });
 

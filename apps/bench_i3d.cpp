@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "command.h"
+#include "profile_option.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/gemm_ceiling.h"
 #include "vidfuse/core/runtime.h"
@@ -19,8 +20,9 @@ namespace {
 struct BenchOptions {
   bool json = false;
   int64_t frames = 64, batch = 1, size = 224;
-  std::string dtype = "both", device = "cpu", weights;
+  std::string dtype = "both", device = "cpu", weights, profile;
   int iters = 3;
+  bool several_dtypes = false;
 };
 
 nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype,
@@ -45,6 +47,7 @@ nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype,
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
   run();  // warm-up: oneDNN primitive creation, allocator
+  profile_once(profile_path_for(o.profile, name, o.several_dtypes), [&] { run(); });
   std::vector<double> times;
   for (int i = 0; i < o.iters; ++i) times.push_back(run() / o.batch);
   std::sort(times.begin(), times.end());
@@ -82,8 +85,10 @@ int run_i3d_bench(const BenchOptions& o) {
   std::vector<std::pair<std::string, torch::ScalarType>> dtypes;
   if (o.dtype == "fp32" || o.dtype == "both") dtypes.emplace_back("fp32", torch::kFloat32);
   if (o.dtype == "bf16" || o.dtype == "both") dtypes.emplace_back("bf16", torch::kBFloat16);
+  BenchOptions with = o;
+  with.several_dtypes = dtypes.size() > 1;
   for (const auto& [name, dtype] : dtypes) {
-    const nlohmann::json r = bench_dtype(o, dtype, name);
+    const nlohmann::json r = bench_dtype(with, dtype, name);
     if (o.json) {
       std::cout << r.dump() << std::endl;
     } else {
@@ -114,6 +119,8 @@ VIDFUSE_BENCH("i3d", "I3D seconds per 64x224x224 clip vs the GEMM ceiling", [](C
   sub.add_option("--device", o->device, "cpu, cuda, cuda:N")->capture_default_str();
   sub.add_option("--weights", o->weights,
                  "An I3D checkpoint instead of random weights (the same weights a peer runs)");
+  sub.add_option("--profile", o->profile,
+                 "Also write one forward's Chrome trace here (-fp32/-bf16 added for both)");
   return [o] { return run_i3d_bench(*o); };
 });
 

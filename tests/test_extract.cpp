@@ -359,11 +359,10 @@ TEST(Extract, ShardsAndOptions) {
     EXPECT_EQ(owners, 1) << id;
   }
   EXPECT_EQ(data::fnv1a64("a"), 0xaf63dc4c8601ec8cull);  // the published FNV-1a test vector
-  ::setenv("RANK", "2", 1);
-  ::setenv("WORLD_SIZE", "3", 1);
-  EXPECT_EQ(data::shard_from_env(), std::make_pair(2, 3));
-  ::unsetenv("RANK");
-  ::unsetenv("WORLD_SIZE");
+  {
+    vidfuse::test::EnvScope rank("RANK", "2"), world("WORLD_SIZE", "3");
+    EXPECT_EQ(data::shard_from_env(), std::make_pair(2, 3));
+  }
   EXPECT_EQ(data::shard_from_env(), std::make_pair(0, 1));
   data::ExtractModels none;
   Small nothing = small_options("/tmp/x");

@@ -35,6 +35,17 @@ TEST(PackedLinear, Bf16MatchesAddmm) {
   for (int64_t m : {1, 300}) expect_matches_addmm(torch::kBFloat16, m, true, 1e-2);
 }
 
+// Both routes, whichever this CPU's default is (Intel with MKL: addmm; elsewhere oneDNN).
+TEST(PackedLinear, BothRoutesMatchAddmm) {
+  for (const char* route : {"onednn", "addmm"}) {
+    vidfuse::test::EnvScope forced("VIDFUSE_LINEAR", route);
+    EXPECT_EQ(vidfuse::onednn_linear_available(torch::kFloat32, torch::kCPU),
+              std::string(route) == "onednn" && at::hasMKLDNN());
+    for (bool bias : {true, false}) expect_matches_addmm(torch::kFloat32, 300, bias, 1e-6);
+    expect_matches_addmm(torch::kBFloat16, 300, true, 1e-2);
+  }
+}
+
 TEST(PackedLinear, StridedInputAndDoubleFallBack) {
   torch::InferenceMode guard;
   const auto w = torch::randn({8, 6}, torch::kFloat64);

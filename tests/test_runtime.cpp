@@ -13,6 +13,8 @@
 
 namespace {
 
+using vidfuse::test::EnvScope;
+
 TEST(Runtime, ParallelForRunsOnEveryThread) {
   // Built without OpenMP, ATen's header-only parallel_for runs serially and per-head attention
   // leaves all but one core idle.
@@ -102,24 +104,15 @@ TEST(Attention, KernelNamesAreCheckedAndSettable) {
                     "per-head");
 }
 
-// Sets an environment variable for a scope, restoring what was there.
-class EnvScope {
- public:
-  EnvScope(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) saved_ = old;
-    ::setenv(name, value, 1);
-  }
-  ~EnvScope() {
-    if (saved_)
-      ::setenv(name_, saved_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> saved_;
-};
+// The cpuid vendor check (it picks the linear layers' kernel) agrees with the kernel's reading.
+TEST(Runtime, CpuVendorMatchesProcCpuinfo) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, vendor;
+  while (vendor.empty() && std::getline(cpuinfo, line))
+    if (line.rfind("vendor_id", 0) == 0) vendor = line.substr(line.find(':') + 2);
+  if (vendor.empty()) GTEST_SKIP() << "no vendor_id in /proc/cpuinfo (not x86)";
+  EXPECT_EQ(vidfuse::cpu_is_intel(), vendor == "GenuineIntel") << vendor;
+}
 
 TEST(Runtime, Bf16OnACpuWithoutNativeBf16IsWarnedAboutWithTheFp32Alternative) {
   {

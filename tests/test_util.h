@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "vidfuse/models/attention.h"
@@ -51,6 +53,25 @@ inline const char* kernel_name(vidfuse::models::AttentionKernel k) {
 }
 constexpr vidfuse::models::AttentionKernel kBothKernels[] = {
     vidfuse::models::AttentionKernel::Sdpa, vidfuse::models::AttentionKernel::PerHead};
+
+// Sets an environment variable for a scope, restoring what was there.
+class EnvScope {
+ public:
+  EnvScope(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) saved_ = old;
+    ::setenv(name, value, 1);
+  }
+  ~EnvScope() {
+    if (saved_)
+      ::setenv(name_, saved_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> saved_;
+};
 
 // A fresh directory under the system temp dir, removed when the object dies.
 class ScratchDir {

@@ -1,20 +1,24 @@
 #include "vidfuse/core/linear.h"
 
+#include <ATen/Context.h>
+
 #include <cstdlib>
 #include <string>
 
-#include <ATen/Context.h>
+#include "vidfuse/core/runtime.h"
 
 namespace vidfuse {
 
 bool onednn_linear_available(torch::ScalarType dtype, torch::Device device) {
-  // With MKL's GEMM (the torch wheel) addmm is the faster one: 200-220 vs 140-170 GFLOP/s in fp32
-  // and 566 vs 387 in bf16 on 2048² (Xeon Sapphire Rapids, LibTorch 2.15). oneDNN's convolution
-  // kernel wins over OpenBLAS (LibTorch builds without MKL).
+  // Measured, LibTorch 2.15 wheel: on Intel, MKL's addmm is the faster one (2048²: 200-220 vs
+  // 140-170 GFLOP/s fp32, 566 vs 387 bf16 on Sapphire Rapids); on AMD, where MKL does not take its
+  // best kernels, oneDNN's is (DINOv3 ViT-B/16 on Zen 4: fp32 5.27 vs 4.78 img/s, bf16 9.56 vs
+  // 8.73). oneDNN also wins over OpenBLAS (LibTorch builds without MKL).
   if (const char* forced = std::getenv("VIDFUSE_LINEAR"); forced && *forced)
     return std::string(forced) == "onednn" && device.is_cpu() && at::hasMKLDNN();
   return device.is_cpu() && (dtype == torch::kFloat32 || dtype == torch::kBFloat16) &&
-         at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && !at::hasMKL();
+         at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() &&
+         !(at::hasMKL() && cpu_is_intel());
 }
 
 PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias)

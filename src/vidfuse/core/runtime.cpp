@@ -9,11 +9,16 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <mutex>
 #include <set>
 #include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 namespace vidfuse {
 
@@ -78,6 +83,22 @@ std::string cpu_isa() {
   if (cpu_has("avx512_f") && cpu_has("avx512_bw")) return "avx512";
   if (cpu_has("avx2") && cpu_has("fma3")) return "avx2";
   return "baseline";
+}
+
+bool cpu_has_amx() { return cpu_has("amx_bf16"); }
+
+bool cpu_is_intel() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  char vendor[13] = {};
+  std::memcpy(vendor, &ebx, 4);  // the vendor string is ebx, edx, ecx
+  std::memcpy(vendor + 4, &edx, 4);
+  std::memcpy(vendor + 8, &ecx, 4);
+  return std::strcmp(vendor, "GenuineIntel") == 0;
+#else
+  return false;
+#endif
 }
 
 bool cpu_has_native_bf16() {

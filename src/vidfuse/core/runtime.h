@@ -34,6 +34,14 @@ std::string device_for_rank(const std::string& device, int local_rank);
 // "avx512-bf16", "avx512", "avx2" or "baseline".
 std::string cpu_isa();
 
+// True when the CPU has AMX tiles for bf16 (Sapphire Rapids and later): SDPA's CPU flash kernel
+// runs on them.
+bool cpu_has_amx();
+
+// True on Intel CPUs (the cpuid vendor string "GenuineIntel"): MKL takes its fastest kernels only
+// there.
+bool cpu_is_intel();
+
 // True when the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16). Elsewhere (AVX2-only CPUs
 // such as AMD Zen 3) bf16 is emulated: ~90x slower than fp32 for ViT-B/16. VIDFUSE_CPU_BF16=0|1
 // overrides the detection (tests use it).

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/runtime.h"
 
 namespace vidfuse::models {
 
@@ -97,12 +98,13 @@ class PerHeadAttention : public torch::autograd::Function<PerHeadAttention> {
   }
 };
 
-// Measured with `vidfuse bench attention` (LibTorch 2.15, 2 threads, Xeon Sapphire Rapids
-// with AVX512-BF16/AMX): forward only, SDPA's fused kernel is 1.3-1.7x faster in bf16 and within
-// +-8 % in fp32 at the DINOv3 and fusion shapes; forward + backward, the per-head path is faster in
-// 6 of the 8 cases (SDPA's CPU backward in bf16 by 1.3-1.4x). So: SDPA for inference, per-head when
-// a graph is recorded (training the fusion module).
-bool per_head_is_faster(bool records_graph) { return records_graph; }
+// Measured with `vidfuse bench attention` (LibTorch 2.15, 2 threads). Training (a graph recorded):
+// the per-head path with its own backward is faster nearly everywhere (Sapphire Rapids: 6 of 8
+// cases; Zen 4: 8 of 8, SDPA's CPU backward in bf16 by 1.4-1.8x). Inference: SDPA's fused kernel
+// wins where it runs on AMX tiles (Sapphire Rapids: 1.3-1.7x in bf16, +-8 % in fp32); without AMX
+// it loses (Zen 4, AVX512-BF16: per-head 1.3-1.6x faster in bf16 at the DINOv3 and fusion
+// cross-attention shapes, 10 % faster to 4 % slower in fp32).
+bool per_head_is_faster(bool records_graph) { return records_graph || !cpu_has_amx(); }
 
 AttentionKernel kernel_from_env() {
   const char* v = std::getenv("VIDFUSE_ATTENTION");
