@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "profile_option.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/gemm_ceiling.h"
 #include "vidfuse/core/runtime.h"
@@ -28,7 +29,7 @@ constexpr double kI3dGflopPerClip = 222.0;
 constexpr int64_t kSsv2TrainVideos = 168913;
 
 struct FusionBenchArgs {
-  std::string precision = "fp32", config, device = "cpu";
+  std::string precision = "fp32", config, device = "cpu", profile;
   int64_t batch = 32, iters = 3, frames = 16;
   bool json = false;
 };
@@ -78,6 +79,8 @@ int run_fusion_bench(const FusionBenchArgs& a) {
     train::EvalOptions eo;
     eo.batch_size = a.batch;
     train::evaluate(trainer.model(), *data, eo);
+    profile_once(profile_path_for(a.profile, precision, precisions.size() > 1),
+                 [&] { train::evaluate(trainer.model(), *data, eo); });
     double eval_best = 1e30;
     for (int64_t i = 0; i < a.iters; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -149,6 +152,9 @@ VIDFUSE_BENCH(
       sub.add_option("--batch", a->batch, "Global batch")->capture_default_str();
       sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
       sub.add_option("--iters", a->iters, "Timed steps (best is reported)")->capture_default_str();
+      sub.add_option("--profile", a->profile,
+                     "Also write one evaluation pass's Chrome trace here (-fp32/-bf16 added for "
+                     "both)");
       sub.add_option("--frames", a->frames, "Semantic frames per video")->capture_default_str();
       sub.add_option("--config", a->config,
                      "Train config JSON whose \"model\" is benchmarked (default: the "

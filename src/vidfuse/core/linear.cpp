@@ -21,6 +21,36 @@ bool onednn_linear_available(torch::ScalarType dtype, torch::Device device) {
          !(at::hasMKL() && cpu_is_intel());
 }
 
+namespace {
+
+// [M, K] row-major is [1, K, M, 1] in channels-last; the output comes back the same way. `weight`
+// is [N, K, 1, 1].
+torch::Tensor linear_as_conv(const torch::Tensor& x, const torch::Tensor& weight,
+                             const torch::Tensor& bias) {
+  const int64_t m = x.size(0), k = x.size(1);
+  const torch::Tensor image = x.contiguous().view({1, m, 1, k}).permute({0, 3, 1, 2});
+  return at::conv2d(image, weight, bias).permute({0, 2, 3, 1}).reshape({m, -1});
+}
+
+}  // namespace
+
+torch::Tensor linear_no_grad(const torch::Tensor& x, const torch::Tensor& weight,
+                             const torch::Tensor& bias) {
+  TORCH_CHECK(!torch::GradMode::is_enabled() || !(x.requires_grad() || weight.requires_grad() ||
+                                                  (bias.defined() && bias.requires_grad())),
+              "linear_no_grad: a graph is being recorded");
+  if (!onednn_linear_available(weight.scalar_type(), weight.device()) || x.dim() < 1)
+    return torch::linear(x, weight, bias);
+  const int64_t n = weight.size(0), k = weight.size(1);
+  TORCH_CHECK(x.size(-1) == k, "linear_no_grad: input ", x.sizes(), " does not match weight ",
+              weight.sizes());
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = n;
+  const torch::Tensor y =
+      linear_as_conv(x.reshape({-1, k}), weight.contiguous().view({n, k, 1, 1}), bias);
+  return y.view(out_shape);
+}
+
 PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias)
     : bias_(bias), onednn_(onednn_linear_available(weight.scalar_type(), weight.device())) {
   TORCH_CHECK(weight.dim() == 2, "PackedLinear expects a [N, K] weight, got ", weight.sizes());
@@ -34,10 +64,7 @@ torch::Tensor PackedLinear::operator()(const torch::Tensor& x) const {
               " does not match weight ", weight_.sizes());
   if (!onednn_)
     return bias_.defined() ? torch::addmm(bias_, x, weight_.t()) : torch::mm(x, weight_.t());
-  const int64_t m = x.size(0), k = x.size(1);
-  // [M, K] row-major is [1, K, M, 1] in channels-last; the output comes back the same way.
-  const torch::Tensor image = x.contiguous().view({1, m, 1, k}).permute({0, 3, 1, 2});
-  return at::conv2d(image, weight_, bias_).permute({0, 2, 3, 1}).reshape({m, -1});
+  return linear_as_conv(x, weight_, bias_);
 }
 
 }  // namespace vidfuse

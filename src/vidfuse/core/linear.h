@@ -32,4 +32,10 @@ class PackedLinear {
 // Whether PackedLinear takes the oneDNN path for weights of this dtype on this device.
 bool onednn_linear_available(torch::ScalarType dtype, torch::Device device);
 
+// y = x wᵀ + b for x [..., K], w [N, K], with nothing recorded for autograd: PackedLinear's route
+// without the packing (a 1x1 channels-last convolution where onednn_linear_available says so, else
+// torch::linear). For layers that train but also run inference, such as the fusion module's.
+torch::Tensor linear_no_grad(const torch::Tensor& x, const torch::Tensor& weight,
+                             const torch::Tensor& bias);
+
 }  // namespace vidfuse

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/linear.h"
 #include "vidfuse/core/shape_text.h"
 #include "vidfuse/models/attention.h"
 
@@ -25,12 +26,14 @@ struct ComputeDtypeScope {
 };
 
 // Linear in the compute dtype; the casts of the fp32 weights are differentiable, so gradients
-// land on the fp32 master weights.
+// land on the fp32 master weights. Without a graph to record (evaluation, prediction) it takes the
+// frozen models' route: oneDNN where that is the faster kernel (core/linear.h).
 torch::Tensor linear(torch::nn::Linear layer, const torch::Tensor& x) {
-  if (!t_compute_dtype) return layer->forward(x);
-  const auto dt = *t_compute_dtype;
-  return torch::linear(x.to(dt), layer->weight.to(dt),
-                       layer->bias.defined() ? layer->bias.to(dt) : torch::Tensor());
+  const auto dt = t_compute_dtype.value_or(layer->weight.scalar_type());
+  const torch::Tensor w = layer->weight.to(dt);
+  const torch::Tensor b = layer->bias.defined() ? layer->bias.to(dt) : torch::Tensor();
+  if (!torch::GradMode::is_enabled()) return linear_no_grad(x.to(dt), w, b);
+  return torch::linear(x.to(dt), w, b);
 }
 
 // LayerNorm always in the parameters' dtype (fp32 statistics under bf16 compute).
