@@ -172,13 +172,16 @@ class Compare:
         if self.once("fusion-parity"):
             self.check_fusion_parity()
         it = str(max(2, self.args.iters - 1))
-        ours = self.vidfuse("fusion", "--iters", it)
-        peers = self.peer("fusion_peer.py", "--mode", "both", "--iters", it)
-        o = first(ours)
-        for key, what in (("train_samples_per_s", "training step"),
-                          ("eval_samples_per_s", "evaluation")):
-            self.add("fusion %s, default config, SSv2-shaped features, batch 32" % what, "fp32",
-                     "samples/s", o.get(key), o.get("gemm_gflops"), peer_figures(peers, key))
+        for dtype in self.dtypes():
+            ours = self.vidfuse("fusion", "--iters", it, "--precision", dtype)
+            peers = self.peer("fusion_peer.py", "--mode", "both", "--iters", it, "--precision",
+                              dtype)
+            o = first(ours)
+            for key, what in (("train_samples_per_s", "training step"),
+                              ("eval_samples_per_s", "evaluation")):
+                self.add("fusion %s, default config, SSv2-shaped features, batch 32" % what,
+                         dtype, "samples/s", o.get(key), o.get("gemm_gflops"),
+                         peer_figures(peers, key))
 
     def dtypes(self):
         if self.args.dtype != "auto":

@@ -496,8 +496,11 @@ def cosine_lr(step, total, warmup, base, min_lr):
 class PeerTrainer:
     """Trainer's construction and train_step for one process (dist is a no-op there)."""
 
-    def __init__(self, mc, tc, data, compile_model=False, fit_statistics=True):
+    def __init__(self, mc, tc, data, compile_model=False, fit_statistics=True, precision="fp32"):
         self.mc, self.tc = mc, tc
+        # bf16: what a PyTorch user writes for vidfuse's `--precision bf16` (bf16 matrix products,
+        # fp32 master weights, norms and loss in fp32): autocast around the forward.
+        self.bf16 = precision == "bf16"
         torch.manual_seed(int(tc["seed"]))  # Trainer: seed, then build the model
         self.model = FusionModel(mc)
         decay, no_decay = split_weight_decay(self.model)
@@ -527,7 +530,9 @@ class PeerTrainer:
         self.model.train()
         eps = self.tc["label_smoothing"]
         targets = F.one_hot(labels, K).float() * (1 - eps) + eps / K
-        logits = self.forward(semantic, cls, motion)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.forward(semantic, cls, motion)
+        logits = logits.float()
         loss = -(targets * torch.log_softmax(logits, 1)).sum(1).mean()
         self.optimizer.zero_grad()  # set_to_none, LibTorch's default too
         loss.backward()
@@ -551,7 +556,9 @@ class PeerTrainer:
             for begin in range(0, len(data), batch_size):
                 idx = list(range(begin, min(len(data), begin + batch_size)))
                 semantic, cls, motion, y = data.batch(idx)
-                logits = self.forward(semantic, cls, motion).float()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                    logits = self.forward(semantic, cls, motion)
+                logits = logits.float()
                 pred = logits.argmax(1)
                 top5 = logits.topk(min(5, K), 1)[1]
                 hits5 = float(top5.eq(y.unsqueeze(1)).any(1).sum())
@@ -596,13 +603,15 @@ def bench_data(mc, batch, frames):
 
 def run_bench(mode, args, mc):
     peer = "pytorch-eager" if mode == "plain" else "pytorch-compile"
-    base = {"bench": "fusion", "peer": peer, "dtype": "fp32", "precision": "fp32", "device": "cpu",
+    base = {"bench": "fusion", "peer": peer, "dtype": args.precision, "precision": args.precision,
+            "device": "cpu",
             "batch": args.batch, "torch": torch.__version__, "attention": "sdpa",
             "malloc": "vidfuse-mallopt" if args.mallopt else "glibc-default"}
     try:
         data, sg, mg = bench_data(mc, args.batch, args.frames)
         tc = dict(DEFAULT_TRAIN, warmup_steps=0)  # as the bench sets it
-        trainer = PeerTrainer(mc, tc, data, compile_model=(mode == "compile"))
+        trainer = PeerTrainer(mc, tc, data, compile_model=(mode == "compile"),
+                              precision=args.precision)
         n = len(data)
         total_steps = 1 + args.iters
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
@@ -639,7 +648,7 @@ def run_bench(mode, args, mc):
         fwd_flops, ns, nm = fusion_forward_cost(mc, sg, mg, True)
         train_sps = args.batch / best
         train_gflops = 3 * fwd_flops / 1e9 * train_sps
-        gemm = common.gemm_gflops("fp32")
+        gemm = common.gemm_gflops(args.precision)
         row = dict(base)
         row.update({
             "iters": args.iters,
@@ -1021,6 +1030,8 @@ def check_parity(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=["plain", "compile", "both"], default="plain")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: autocast to bf16 around the forward, as vidfuse's --precision bf16")
     ap.add_argument("--iters", type=int, default=3, help="timed steps (vidfuse bench's default: 3)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--frames", type=int, default=16, help="semantic frames per video")

@@ -143,7 +143,12 @@ class InceptionI3d(nn.Module):
         x = self.MaxPool3d_3a_3x3(x)
         for name in self.mixed_order:
             x = getattr(self, name)(x)
-        features = self.avg_pool(x)
+        if x.dtype == torch.bfloat16:
+            # PyTorch 2.15 has no bf16 CPU kernel for avg_pool3d ("avg_pool3d_out_frame" not
+            # implemented): pooled in fp32, as a user would have to (7x7x2 sums, cheap).
+            features = self.avg_pool(x.float()).to(x.dtype)
+        else:
+            features = self.avg_pool(x)
         return x, features, self.logits(self.dropout(features))
 
     def forward(self, x):
