@@ -5,12 +5,11 @@
 
 namespace vidfuse {
 
-// A frozen linear layer, packed once for inference. On the CPU (fp32, bf16) it runs as a 1x1
-// convolution over channels-last activations: that is oneDNN's AVX-512 kernel, which on the
-// Zen 4 machines this was measured on reaches 350-375 GFLOP/s in fp32 against 180-200 for
-// torch::mm (OpenBLAS), and ~760 vs ~640 in bf16. The [M, K] rows are the pixels of a
-// [1, K, M, 1] channels-last image, so no data moves on the way in or out. Elsewhere (CUDA, other
-// dtypes, LibTorch without oneDNN) it is a plain addmm.
+// A frozen linear layer, packed once for inference, on the faster of two CPU kernels for this
+// machine (measured; see onednn_linear_available): oneDNN's, reached as a 1x1 convolution over
+// channels-last activations (the [M, K] rows are the pixels of a [1, K, M, 1] channels-last image,
+// so no data moves on the way in or out), or addmm (MKL's GEMM on Intel CPUs). Elsewhere (CUDA,
+// other dtypes, LibTorch without oneDNN) it is a plain addmm.
 class PackedLinear {
  public:
   PackedLinear() = default;
