@@ -39,7 +39,7 @@ torch::Tensor linear_no_grad(const torch::Tensor& x, const torch::Tensor& weight
   TORCH_CHECK(!torch::GradMode::is_enabled() || !(x.requires_grad() || weight.requires_grad() ||
                                                   (bias.defined() && bias.requires_grad())),
               "linear_no_grad: a graph is being recorded");
-  if (!onednn_linear_available(weight.scalar_type(), weight.device()) || x.dim() < 1)
+  if (!onednn_linear_available(weight.scalar_type(), weight.device()))
     return torch::linear(x, weight, bias);
   const int64_t n = weight.size(0), k = weight.size(1);
   TORCH_CHECK(x.size(-1) == k, "linear_no_grad: input ", x.sizes(), " does not match weight ",

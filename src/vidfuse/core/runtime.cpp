@@ -88,17 +88,21 @@ std::string cpu_isa() {
 bool cpu_has_amx() { return cpu_has("amx_bf16"); }
 
 bool cpu_is_intel() {
+  // Read once: under a hypervisor each cpuid traps, and the linear layers ask on every call.
+  static const bool intel = [] {
 #if defined(__x86_64__) || defined(__i386__)
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
-  char vendor[13] = {};
-  std::memcpy(vendor, &ebx, 4);  // the vendor string is ebx, edx, ecx
-  std::memcpy(vendor + 4, &edx, 4);
-  std::memcpy(vendor + 8, &ecx, 4);
-  return std::strcmp(vendor, "GenuineIntel") == 0;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+    char vendor[13] = {};
+    std::memcpy(vendor, &ebx, 4);  // the vendor string is ebx, edx, ecx
+    std::memcpy(vendor + 4, &edx, 4);
+    std::memcpy(vendor + 8, &ecx, 4);
+    return std::strcmp(vendor, "GenuineIntel") == 0;
 #else
-  return false;
+    return false;
 #endif
+  }();
+  return intel;
 }
 
 bool cpu_has_native_bf16() {
