@@ -46,6 +46,25 @@ TEST(PackedLinear, BothRoutesMatchAddmm) {
   }
 }
 
+// The unpacked route the fusion module takes at inference: any leading dims, both kernels, and a
+// refusal when autograd would have to record it.
+TEST(PackedLinear, NoGradLinearMatchesTorchLinear) {
+  torch::manual_seed(0);
+  const auto w = torch::randn({24, 40}) / 6, b = torch::randn({24});
+  const auto x = torch::randn({2, 5, 40});
+  const auto ref =
+      torch::linear(x.to(torch::kFloat64), w.to(torch::kFloat64), b.to(torch::kFloat64));
+  for (const char* route : {"onednn", "addmm"}) {
+    vidfuse::test::EnvScope forced("VIDFUSE_LINEAR", route);
+    torch::NoGradGuard no_grad;
+    const auto y = vidfuse::linear_no_grad(x, w, b);
+    EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 5, 24})) << route;
+    EXPECT_LE(rel_error(y, ref), 1e-6) << route;
+  }
+  const auto trained = w.clone().requires_grad_();
+  EXPECT_THROW(vidfuse::linear_no_grad(x, trained, b), c10::Error);
+}
+
 TEST(PackedLinear, StridedInputAndDoubleFallBack) {
   torch::InferenceMode guard;
   const auto w = torch::randn({8, 6}, torch::kFloat64);
