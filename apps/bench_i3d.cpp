@@ -22,11 +22,11 @@ struct BenchOptions {
   int64_t frames = 64, batch = 1, size = 224;
   std::string dtype = "both", device = "cpu", weights, profile;
   int iters = 3;
-  bool several_dtypes = false;
 };
 
-nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype,
-                           const std::string& name) {
+// `profile_path`: where to write one forward's trace ("" for none).
+nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype, const std::string& name,
+                           const std::string& profile_path) {
   torch::manual_seed(0);
   // Random weights of the Kinetics RGB model (3 channels, 400 classes) unless a checkpoint is
   // given.
@@ -47,7 +47,7 @@ nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype,
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
   run();  // warm-up: oneDNN primitive creation, allocator
-  profile_once(profile_path_for(o.profile, name, o.several_dtypes), [&] { run(); });
+  profile_once(profile_path, [&] { run(); });
   std::vector<double> times;
   for (int i = 0; i < o.iters; ++i) times.push_back(run() / o.batch);
   std::sort(times.begin(), times.end());
@@ -85,10 +85,9 @@ int run_i3d_bench(const BenchOptions& o) {
   std::vector<std::pair<std::string, torch::ScalarType>> dtypes;
   if (o.dtype == "fp32" || o.dtype == "both") dtypes.emplace_back("fp32", torch::kFloat32);
   if (o.dtype == "bf16" || o.dtype == "both") dtypes.emplace_back("bf16", torch::kBFloat16);
-  BenchOptions with = o;
-  with.several_dtypes = dtypes.size() > 1;
   for (const auto& [name, dtype] : dtypes) {
-    const nlohmann::json r = bench_dtype(with, dtype, name);
+    const nlohmann::json r =
+        bench_dtype(o, dtype, name, profile_path_for(o.profile, name, dtypes.size() > 1));
     if (o.json) {
       std::cout << r.dump() << std::endl;
     } else {
