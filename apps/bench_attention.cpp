@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "vidfuse/core/device.h"
 #include "vidfuse/core/runtime.h"
 #include "vidfuse/models/attention.h"
 
@@ -27,7 +28,7 @@ constexpr Shape kShapes[] = {{"dinov3-vitb16", 8, 12, 201, 201, 64},
                              {"fusion-pool", 32, 8, 4, 800, 64}};
 
 struct AttentionBenchArgs {
-  std::string dtype = "both", device = "cpu", shape;
+  std::string dtype = "both", device = "auto", shape;
   int64_t iters = 5;
   bool json = false;
 };
@@ -44,7 +45,8 @@ double best_seconds(int64_t iters, const std::function<void()>& step) {
   return best;
 }
 
-int run_attention_bench(const AttentionBenchArgs& a) {
+int run_attention_bench(AttentionBenchArgs a) {
+  a.device = announce_device(a.device, "bench attention");
   warn_if_bf16_is_emulated(a.dtype != "fp32", a.device);
   const torch::Device device(a.device);
   std::vector<std::pair<std::string, torch::ScalarType>> dtypes;
@@ -110,7 +112,9 @@ VIDFUSE_BENCH("attention", "SDPA vs the per-head attention kernel at the models'
                 auto a = std::make_shared<AttentionBenchArgs>();
                 sub.add_flag("--json", a->json, "One JSON object per line");
                 sub.add_option("--dtype", a->dtype, "fp32, bf16 or both")->capture_default_str();
-                sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
+                sub.add_option("--device", a->device,
+                               "auto (a GPU when there is one), cpu, cuda, cuda:N")
+                    ->capture_default_str();
                 sub.add_option("--shape", a->shape,
                                "Only this shape (dinov3-vitb16, fusion-sem-to-mot, "
                                "fusion-mot-to-sem, fusion-pool)");

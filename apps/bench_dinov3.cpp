@@ -9,6 +9,7 @@
 #include "command.h"
 #include "dtype_option.h"
 #include "profile_option.h"
+#include "vidfuse/core/device.h"
 #include "vidfuse/core/gemm_ceiling.h"
 #include "vidfuse/core/runtime.h"
 #include "vidfuse/models/dinov3.h"
@@ -17,7 +18,7 @@ namespace vidfuse::cli {
 namespace {
 
 struct Dinov3BenchArgs {
-  std::string variant = "vitb16", dtype = "both", device = "cpu", weights, profile;
+  std::string variant = "vitb16", dtype = "both", device = "auto", weights, profile;
   int64_t batch = 8, size = 224, iters = 3;
   bool json = false;
 };
@@ -32,7 +33,8 @@ double dinov3_gflop_per_image(const models::DinoV3Config& c, int64_t size) {
   return 2 * (c.num_hidden_layers * per_layer + patch) / 1e9;
 }
 
-int run_dinov3_bench(const Dinov3BenchArgs& a) {
+int run_dinov3_bench(Dinov3BenchArgs a) {
+  a.device = announce_device(a.device, "bench dinov3");
   std::vector<std::string> dtypes = a.dtype == "both" ? std::vector<std::string>{"fp32", "bf16"}
                                                       : std::vector<std::string>{a.dtype};
   for (const auto& name : dtypes) {
@@ -115,7 +117,8 @@ VIDFUSE_BENCH(
                      "weights a peer runs)");
       sub.add_option("--dtype", a->dtype, "fp32, bf16 or both")->capture_default_str();
       sub.add_option("--batch", a->batch)->capture_default_str();
-      sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
+      sub.add_option("--device", a->device, "auto (a GPU when there is one), cpu, cuda, cuda:N")
+          ->capture_default_str();
       sub.add_option("--size", a->size, "Square input size")->capture_default_str();
       sub.add_option("--iters", a->iters, "Timed iterations (best is reported)")
           ->capture_default_str();

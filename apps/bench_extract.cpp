@@ -15,6 +15,7 @@
 
 #include "command.h"
 #include "dtype_option.h"
+#include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/runtime.h"
 #include "vidfuse/data/extractor.h"
@@ -30,7 +31,7 @@ struct ExtractBenchArgs {
   bool json = false, small = false;
   int videos = 0;   // 0: 6 (small) / 4 (full)
   int workers = 0;  // 0: one per core
-  std::string dtype = "fp32", dir, device = "cpu";
+  std::string dtype = "fp32", dir, device = "auto";
   std::string dinov3_weights, i3d_weights;  // empty: random weights of the real shapes
 };
 
@@ -62,7 +63,8 @@ void write_ssv2_like(const std::string& path) {
   writer.close();
 }
 
-int run(const ExtractBenchArgs& a) {
+int run(ExtractBenchArgs a) {
+  a.device = announce_device(a.device, "bench extract");
   const bool small = a.small;
   const int n_videos = a.videos > 0 ? a.videos : (small ? 6 : 4);
   const torch::ScalarType compute = cli::parse_compute_dtype(a.dtype, a.device);
@@ -200,7 +202,8 @@ VIDFUSE_BENCH(
       sub.add_option("--videos", a->videos, "Clips to extract (default 4, small 6)");
       sub.add_option("--workers", a->workers, "Loader threads (0 = one per core)");
       sub.add_option("--dtype", a->dtype, "Compute dtype: fp32 or bf16")->capture_default_str();
-      sub.add_option("--device", a->device, "cpu, cuda")->capture_default_str();
+      sub.add_option("--device", a->device, "auto (a GPU when there is one), cpu, cuda, cuda:N")
+          ->capture_default_str();
       sub.add_option("--dir", a->dir, "Keep (and reuse) the generated clips here");
       sub.add_option("--dinov3-weights", a->dinov3_weights,
                      "A DINOv3 checkpoint instead of random weights (what a peer runs)");

@@ -11,6 +11,7 @@
 
 #include "command.h"
 #include "profile_option.h"
+#include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/gemm_ceiling.h"
 #include "vidfuse/core/runtime.h"
@@ -29,12 +30,13 @@ constexpr double kI3dGflopPerClip = 222.0;
 constexpr int64_t kSsv2TrainVideos = 168913;
 
 struct FusionBenchArgs {
-  std::string precision = "fp32", config, device = "cpu", profile;
+  std::string precision = "fp32", config, device = "auto", profile;
   int64_t batch = 32, iters = 3, frames = 16;
   bool json = false;
 };
 
-int run_fusion_bench(const FusionBenchArgs& a) {
+int run_fusion_bench(FusionBenchArgs a) {
+  a.device = announce_device(a.device, "bench fusion");
   if (a.batch < 1 || a.iters < 1) throw Error("bench fusion: --batch and --iters must be >= 1");
   std::vector<std::string> precisions = a.precision == "both"
                                             ? std::vector<std::string>{"fp32", "bf16"}
@@ -150,7 +152,8 @@ VIDFUSE_BENCH(
           ->check(CLI::IsMember({"fp32", "bf16", "both"}))
           ->capture_default_str();
       sub.add_option("--batch", a->batch, "Global batch")->capture_default_str();
-      sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
+      sub.add_option("--device", a->device, "auto (a GPU when there is one), cpu, cuda, cuda:N")
+          ->capture_default_str();
       sub.add_option("--iters", a->iters, "Timed steps (best is reported)")->capture_default_str();
       sub.add_option("--profile", a->profile,
                      "Also write one evaluation pass's Chrome trace here (-fp32/-bf16 added for "

@@ -9,6 +9,7 @@
 
 #include "command.h"
 #include "profile_option.h"
+#include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/gemm_ceiling.h"
 #include "vidfuse/core/runtime.h"
@@ -20,7 +21,7 @@ namespace {
 struct BenchOptions {
   bool json = false;
   int64_t frames = 64, batch = 1, size = 224;
-  std::string dtype = "both", device = "cpu", weights, profile;
+  std::string dtype = "both", device = "auto", weights, profile;
   int iters = 3;
 };
 
@@ -78,7 +79,8 @@ nlohmann::json bench_dtype(const BenchOptions& o, torch::ScalarType dtype, const
           {"ratio_to_linear", gflop / median / linear}};
 }
 
-int run_i3d_bench(const BenchOptions& o) {
+int run_i3d_bench(BenchOptions o) {
+  o.device = announce_device(o.device, "bench i3d");
   if (o.frames < models::kI3DMinFrames || o.size < models::kI3DMinSize || o.batch < 1 ||
       o.iters < 1)
     throw Error("bench i3d: needs --frames >= 9, --size >= 193, --batch >= 1, --iters >= 1");
@@ -115,7 +117,8 @@ VIDFUSE_BENCH("i3d", "I3D seconds per 64x224x224 clip vs the GEMM ceiling", [](C
       ->check(CLI::IsMember({"fp32", "bf16", "both"}))
       ->capture_default_str();
   sub.add_option("--iters", o->iters, "Timed forwards (after one warm-up)")->capture_default_str();
-  sub.add_option("--device", o->device, "cpu, cuda, cuda:N")->capture_default_str();
+  sub.add_option("--device", o->device, "auto (a GPU when there is one), cpu, cuda, cuda:N")
+      ->capture_default_str();
   sub.add_option("--weights", o->weights,
                  "An I3D checkpoint instead of random weights (the same weights a peer runs)");
   sub.add_option("--profile", o->profile,

@@ -6,6 +6,7 @@
 
 #include "command.h"
 #include "vidfuse/core/atomic_file.h"
+#include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/train/metrics.h"
 #include "vidfuse/train/report.h"
@@ -17,7 +18,7 @@ namespace {
 using namespace vidfuse;
 
 struct EvalFlags {
-  std::string checkpoint, manifest, store, videos, output, report;
+  std::string checkpoint, manifest, store, videos, output, report, device = "auto";
   bool json = false;
   int64_t batch_size = 64;
 };
@@ -42,10 +43,11 @@ int run_eval(const EvalFlags& f) {
                 std::to_string(trained.config.model.num_classes));
   train::EvalOptions options;
   options.batch_size = f.batch_size;
-  options.device = torch::Device(trained.config.device);
+  options.device = torch::Device(announce_device(f.device, "eval"));
   trained.model->to(options.device);
   const train::Metrics m = train::evaluate(trained.model, *sets.val, options);
-  const nlohmann::json j = train::to_json(m, sets.class_names);
+  nlohmann::json j = train::to_json(m, sets.class_names);
+  j["device"] = options.device.str();
   if (!f.output.empty()) write_text_atomically(f.output, j.dump(2) + "\n");
   if (!f.report.empty()) {
     train::ReportInputs in;
@@ -78,6 +80,8 @@ std::function<int()> setup_eval(CLI::App& sub) {
   sub.add_option("--output", f->output, "Write the metrics (per-class, confusion) as JSON here");
   sub.add_option("--report", f->report, "Write an HTML report here");
   sub.add_option("--batch-size", f->batch_size, "Evaluation batch size");
+  sub.add_option("--device", f->device, "auto (a GPU when there is one), cpu, cuda, cuda:N")
+      ->capture_default_str();
   sub.add_flag("--json", f->json, "Print the metrics as one JSON object");
   return [f] { return run_eval(*f); };
 }

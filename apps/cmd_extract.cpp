@@ -9,11 +9,13 @@
 
 #include "command.h"
 #include "dtype_option.h"
+#include "vidfuse/api/extraction_run.h"
 #include "vidfuse/core/cluster_env.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/launch.h"
 #include "vidfuse/core/runtime.h"
 #include "vidfuse/core/settings_cli.h"
+#include "vidfuse/data/extract_progress.h"
 #include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/data/feature_store.h"
@@ -32,7 +34,7 @@ struct Args {
   settings::Overrides recipe_flags;
   data::ExtractRun run;
   std::string streams = "semantic,motion";
-  std::string compute = "fp32", shard, format = "safetensors", device = "cpu";
+  std::string compute = "fp32", shard, format = "safetensors", device = "auto";
   int nproc = 1;
   bool tf32 = false;
   bool json = false;
@@ -43,14 +45,6 @@ torch::ScalarType storage_dtype(const std::string& name) {
   if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
   if (name == "fp32" || name == "float32") return torch::kFloat32;
   throw Error("unknown --dtype '" + name + "' (fp16, bf16 or fp32)");
-}
-
-data::ProgressMode progress_mode(const std::string& name) {
-  if (name == "auto") return data::ProgressMode::Auto;
-  if (name == "bar") return data::ProgressMode::Bar;
-  if (name == "lines") return data::ProgressMode::Lines;
-  if (name == "off") return data::ProgressMode::Off;
-  throw Error("--progress '" + name + "': auto, bar, lines or off");
 }
 
 int run_extract(Args a) {
@@ -94,31 +88,14 @@ int run_extract(Args a) {
   std::tie(run.shard_index, run.shard_count) =
       a.shard.empty() ? data::shard_from_env() : data::parse_shard(a.shard);
 
-  const torch::ScalarType compute = cli::parse_compute_dtype(a.compute, a.device);
-  // One GPU per process: "cuda" means this rank's own, cuda:LOCAL_RANK (torchrun, --nproc, srun).
-  const torch::Device device(device_for_rank(a.device, process_place_from_env().local_rank));
   if (a.tf32) set_tf32(true);
   const data::Manifest manifest = data::read_manifest(a.manifest, a.videos);
   std::cerr << "extract: " << manifest.videos.size() << " videos from " << manifest.source << "\n";
-
-  data::ExtractModels m;
-  if (recipe.semantic()) {
-    m.dinov3 = models::dinov3_from_spec(recipe.dinov3, compute);
-    m.dinov3->to(device);
-    m.dinov3->fuse_for_inference();
-  }
-  auto load_i3d = [&](const std::string& spec, int64_t channels) {
-    models::InceptionI3d net = models::i3d_from_spec(spec, channels);
-    net->to(device);
-    net->fuse_for_inference(compute);
-    return net;
-  };
-  if (recipe.motion()) m.i3d = load_i3d(recipe.i3d, 3);
-  if (recipe.flow_stream()) m.flow = load_i3d(recipe.flow_i3d, 2);
-
-  const data::ExtractSummary s = data::extract_features(manifest, m, recipe, run);
-  // What `predict` needs to compute features of new videos the same way.
-  if (!s.write_error) data::write_extract_recipe(run.store_dir, recipe);
+  // One GPU per process: "auto" and "cuda" mean this rank's own, cuda:LOCAL_RANK (torchrun,
+  // --nproc, srun).
+  const api::ExtractionResult result =
+      api::run_extraction(manifest, recipe, run, a.device, a.compute);
+  const data::ExtractSummary& s = result.summary;
   char figures[128];
   std::snprintf(figures, sizeof(figures),
                 "in %.1f s, %.2f videos/s; the models waited for the loader %.1f %% of the time",
@@ -145,6 +122,7 @@ int run_extract(Args a) {
                                 {"model_seconds", s.model_seconds},
                                 {"loader_idle_fraction", s.loader_idle_fraction},
                                 {"stopped", s.stopped},
+                                {"device", result.device},
                                 {"stop_reason", s.stop_reason}}
                      .dump()
               << "\n";
@@ -183,7 +161,8 @@ std::function<int()> setup_extract(CLI::App& sub) {
   sub.add_option("--motion-batch", run.motion_batch, "Clips per I3D forward")
       ->capture_default_str();
   sub.add_option("--compute", a->compute, "Compute dtype: fp32 or bf16")->capture_default_str();
-  sub.add_option("--device", a->device, "cpu, cuda, cuda:N")->capture_default_str();
+  sub.add_option("--device", a->device, "auto (a GPU when there is one), cpu, cuda, cuda:N")
+      ->capture_default_str();
   sub.add_option("--shard", a->shard,
                  "i/n: this process's share (default: from torchrun / Slurm / Kubernetes)");
   sub.add_option("--nproc", a->nproc, "Processes on this machine (one per GPU), one store")
@@ -196,7 +175,8 @@ std::function<int()> setup_extract(CLI::App& sub) {
   sub.add_option("--prefetch", run.prefetch, "Videos prepared ahead (bounds memory)")
       ->capture_default_str();
   sub.add_option_function<std::string>(
-         "--progress", [a](const std::string& v) { a->run.progress = progress_mode(v); },
+         "--progress",
+         [a](const std::string& v) { a->run.progress = data::parse_progress_mode(v); },
          "auto, bar, lines or off")
       ->check(CLI::IsMember({"auto", "bar", "lines", "off"}))
       ->default_str("auto");

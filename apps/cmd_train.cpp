@@ -8,6 +8,7 @@
 
 #include "command.h"
 #include "vidfuse/core/cluster_env.h"
+#include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/json_file.h"
 #include "vidfuse/core/launch.h"
@@ -56,9 +57,9 @@ int run_train(const TrainFlags& flags) {
                 ": no training data (set data.train and data.store, or --train/--store; or "
                 "--source videos with --train and the backbones)");
 
-  // One GPU per rank: "cuda" means this rank's own, cuda:LOCAL_RANK (torchrun, --nproc, srun).
-  const ProcessPlace place = process_place_from_env();
-  if (place.world_size > 1) config.device = device_for_rank(config.device, place.local_rank);
+  // One GPU per rank: "auto" and "cuda" mean this rank's own, cuda:LOCAL_RANK (torchrun, --nproc,
+  // srun). The resolved name is what the checkpoints record.
+  config.device = announce_device(config.device, "train");
   auto dist = train::Distributed::from_env(config.device);
   warn_if_bf16_is_emulated(config.precision == "bf16", config.device);
   auto data = train::open_train_data(config.data, config.model.arch, config.seed, config.device);

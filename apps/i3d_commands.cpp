@@ -18,9 +18,10 @@ bool looks_like_i3d(const weights::TensorMap& state) {
 }
 
 int forward_i3d(const std::string& model_path, const std::string& input, const std::string& output,
-                const std::string& dtype) {
-  const torch::ScalarType compute = parse_compute_dtype(dtype);
+                const std::string& dtype, const std::string& device) {
+  const torch::ScalarType compute = parse_compute_dtype(dtype, device);
   models::InceptionI3d model = models::load_i3d(model_path);
+  model->to(torch::Device(device));
   model->fuse_for_inference(compute);
 
   weights::SafetensorsFile file(input);
@@ -37,14 +38,14 @@ int forward_i3d(const std::string& model_path, const std::string& input, const s
   models::I3DOutput out;
   {
     torch::InferenceMode guard;
-    out = model->forward(x);
+    out = model->forward(x.to(torch::Device(device)));
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   weights::save_safetensors(output,
-                            {{"mixed_5c", out.mixed_5c.to(torch::kFloat32)},
-                             {"features", out.features.to(torch::kFloat32)},
-                             {"logits", out.logits.to(torch::kFloat32)}},
+                            {{"mixed_5c", out.mixed_5c.to(torch::kFloat32).cpu()},
+                             {"features", out.features.to(torch::kFloat32).cpu()},
+                             {"logits", out.logits.to(torch::kFloat32).cpu()}},
                             {{"model", model_path}, {"dtype", dtype}});
   std::cerr << "i3d forward (" << dtype << "): " << x.sizes() << " -> mixed_5c "
             << out.mixed_5c.sizes() << ", logits " << out.logits.sizes() << " in " << seconds

@@ -14,5 +14,10 @@ if [ ! -f "$build/build.ninja" ] || [ $# -gt 0 ] ||
     "$@" >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
   grep -E "^-- vidfuse:" "$build.configure.log" >&2 || true
 fi
-cmake --build "$build" -j"$(nproc)" 2>&1 | grep -vE "^\[[0-9]+/[0-9]+\] (Building|Linking)" || true
-test "${PIPESTATUS[0]}" -eq 0
+# The compiler's own messages only (a build failure fails this script: PIPESTATUS is read before
+# anything else runs).
+set +e
+cmake --build "$build" -j"$(nproc)" 2>&1 | grep -vE "^\[[0-9]+/[0-9]+\] (Building|Linking)"
+status=${PIPESTATUS[0]}
+set -e
+exit "$status"

@@ -4,7 +4,9 @@
 #      fused and not), I3D RGB and flow (fp32, fp32 fused, bf16 fused); fusion training steps on
 #      CUDA equal to the same steps on the CPU; pinned / side-stream uploads intact;
 #   2. the benchmarks on the GPU next to its own GEMM rate measured in the same run:
-#      bench attention | dinov3 | i3d | fusion | extract, all with --device cuda.
+#      bench attention | dinov3 | i3d | fusion | extract, all with --device cuda;
+#   3. the library on CUDA: the Python package's tests with device "auto" taking the GPU (the
+#      extractors, extraction and trained models; parity with the command), and the C++ example.
 # Uses a prebuilt tree when one is there (VIDFUSE_BUILD_DIR, default build/, with vidfuse and
 # vidfuse_tests), otherwise builds it. Results go to $OUT (the device tool's folder) or
 # gpu-check-out/: nvidia-smi.txt, tests.log, tests.xml, bench.jsonl, summary.txt.
@@ -51,5 +53,12 @@ run_bench i3d --dtype both --batch 4 --iters 5
 run_bench fusion --precision both --batch 32 --iters 10
 run_bench extract --dtype bf16
 tail -n +1 "$out/bench.jsonl" | cut -c1-400 >>"$out/summary.txt"
+
+say "the library on CUDA (Python package, C++ example)"
+{ VIDFUSE_BUILD_DIR=$build VIDFUSE_BUILD_TESTS=ON bash "$root/scripts/install-python.sh" &&
+  VIDFUSE_BUILD_DIR=$build bash "$root/scripts/check-example.sh" &&
+  VIDFUSE_CLI="$bin" timeout 300 "${VIDFUSE_VENV:-$root/.venv}/bin/python" -m pytest -q \
+    -p no:cacheprovider "$root/python/tests"; } >"$out/python.log" 2>&1 || status=$?
+tail -5 "$out/python.log" | tee -a "$out/summary.txt"
 say "done (tests exit status $status)"
 exit $status

@@ -40,12 +40,22 @@ fi
 spec=${VIDFUSE_TORCH_SPEC:-torch==2.15.0}
 venv=${VIDFUSE_VENV:-$root/.venv}
 stamp="$venv/.vidfuse-torch"
-[ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec" ] && exit 0
-echo "install-deps: installing $spec into $venv (LibTorch for C++; about 5 GB, a few minutes)" >&2
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "$spec" >/dev/null
-"$venv/bin/python" - <<'PY' >/dev/null 2>&1
+if ! { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec" ]; }; then
+  echo "install-deps: installing $spec into $venv (LibTorch for C++; about 5 GB, a few minutes)" >&2
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$spec" >/dev/null
+  "$venv/bin/python" - <<'PY' >/dev/null 2>&1
 import torch, torch.utils
 assert torch.utils.cmake_prefix_path
 PY
-echo "$spec" >"$stamp"
+  echo "$spec" >"$stamp"
+fi
+
+# What the Python package (python/) builds and tests with, pinned: its build backend, the array
+# and image types it accepts, pytest, and safetensors (to read stores as the Python stack does).
+py_spec="numpy==2.4.6 pillow==13.0.0 pytest==9.2.0 scikit-build-core==1.1.2 safetensors==0.8.0"
+py_stamp="$venv/.vidfuse-python"
+[ -f "$py_stamp" ] && [ "$(cat "$py_stamp")" = "$py_spec" ] && exit 0
+echo "install-deps: installing the Python package's build and test requirements into $venv" >&2
+"$venv/bin/python" -m pip install -q --disable-pip-version-check $py_spec >/dev/null
+echo "$py_spec" >"$py_stamp"

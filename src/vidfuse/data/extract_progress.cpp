@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include "vidfuse/core/error.h"
+
 namespace vidfuse::data {
 
 std::string format_duration(double s) {
@@ -60,6 +62,14 @@ void ExtractProgress::update(int64_t done, int64_t failed, int64_t frames, bool 
                   format_duration(el).c_str(), format_duration(eta).c_str());
     log_ << buf << "\n" << std::flush;
   }
+}
+
+ProgressMode parse_progress_mode(const std::string& name) {
+  if (name == "auto") return ProgressMode::Auto;
+  if (name == "bar") return ProgressMode::Bar;
+  if (name == "lines") return ProgressMode::Lines;
+  if (name == "off") return ProgressMode::Off;
+  throw Error("progress '" + name + "': auto, bar, lines or off");
 }
 
 }  // namespace vidfuse::data

@@ -25,6 +25,9 @@ class ExtractProgress {
   bool bar_ = false, off_ = false;
 };
 
+// "auto", "bar", "lines" or "off"; throws vidfuse::Error naming the value otherwise.
+ProgressMode parse_progress_mode(const std::string& name);
+
 // "1h05m", "3m07s"; "?" for a negative or unknown duration.
 std::string format_duration(double seconds);
 

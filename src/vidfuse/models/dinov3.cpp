@@ -399,9 +399,16 @@ DinoV3ViT load_dinov3(const std::string& path, torch::ScalarType dtype) {
   const fs::path config_path = fs::is_directory(path)
                                    ? fs::path(path) / "config.json"
                                    : fs::path(path).parent_path() / "config.json";
-  DinoV3Config config = fs::exists(config_path) && fs::is_directory(path)
-                            ? DinoV3Config::from_file(config_path.string())
-                            : dinov3_config_from_weights(state);
+  DinoV3Config config;
+  if (fs::exists(config_path) && fs::is_directory(path)) {
+    config = DinoV3Config::from_file(config_path.string());
+  } else {
+    try {
+      config = dinov3_config_from_weights(state);
+    } catch (const Error& e) {
+      fail_file(path, std::string("not a DINOv3 checkpoint: ") + e.what());
+    }
+  }
   DinoV3ViT model(config);
   weights::load_state_dict(*model, state, {/*strict=*/true, path});
   model->to(dtype);

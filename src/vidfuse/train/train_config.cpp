@@ -14,12 +14,14 @@ void TrainConfig::validate(const std::string& where) const {
   };
   require(epochs >= 1 || max_steps > 0, "epochs must be >= 1 (or set max_steps)");
   require(min_lr >= 0 && min_lr <= lr, "min_lr must be in [0, lr]");
-  try {
-    torch::Device d(device);
-    (void)d;
-  } catch (const c10::Error&) {
-    throw Error(where + ": device \"" + device +
-                "\" is not a device (use \"cpu\" or \"cuda[:N]\")");
+  if (device != "auto") {
+    try {
+      torch::Device d(device);
+      (void)d;
+    } catch (const c10::Error&) {
+      throw Error(where + ": device \"" + device +
+                  "\" is not a device (use \"auto\", \"cpu\" or \"cuda[:N]\")");
+    }
   }
   require(data.extract.is_object(), "data.extract must be a JSON object (extract.json keys)");
   const auto& a = data.augment;

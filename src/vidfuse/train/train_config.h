@@ -84,7 +84,7 @@ struct TrainConfig {
   double mixup_prob = 1.0;
 
   int64_t seed = 0;
-  std::string device = "cpu";
+  std::string device = "auto";
   std::string precision = "fp32";  // bf16: bf16 matrix products, fp32 master weights
 
   int64_t log_every = 10;
@@ -124,7 +124,8 @@ struct TrainConfig {
     v(field("mixup_prob", mixup_prob, "Fraction of batches mixed when mixup is on")
           .in(0, 1, /*closed=*/true));
     v(field("seed", seed, "Seed (model init, data order, dropout)").flag("--seed"));
-    v(field("device", device, "Any torch device (cpu, cuda, cuda:1)").flag("--device"));
+    v(field("device", device, "auto (a GPU when there is one), cpu, cuda, cuda:N")
+          .flag("--device"));
     v(field("precision", precision, "Matrix product precision")
           .one_of({"fp32", "bf16"})
           .flag("--precision"));

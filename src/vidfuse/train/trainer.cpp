@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "vidfuse/core/atomic_file.h"
+#include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/train/report.h"
 #include "vidfuse/train/train_data.h"
@@ -118,7 +119,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<const data::Dataset> train,
       train_(std::move(train)),
       val_(std::move(val)),
       dist_(dist ? std::move(dist) : std::make_shared<Distributed>()),
-      device_(config_.device) {
+      device_(resolve_device(config_.device).device) {
+  config_.device = device_.str();  // what the checkpoints record
   config_.validate();
   if (!train_) throw Error("trainer: no train set");
   const int64_t W = dist_->world_size(), B = config_.batch_size;
