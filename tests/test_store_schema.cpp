@@ -1,5 +1,5 @@
 // The feature store's schema is declared once (data/store_schema.h): the store's completeness check
-// follows it, and the README's per-video table must list exactly its tensors and shapes.
+// follows it, and the per-video table of docs/extraction.md must list exactly its tensors and shapes.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -36,8 +36,8 @@ TEST(StoreSchema, RequiredTensorsAreTheSchemasTensors) {
   EXPECT_FALSE(is_times_tensor("semantic.patch"));
 }
 
-TEST(StoreSchema, ReadmeTableMatchesTheSchema) {
-  const std::string path = std::string(VIDFUSE_SOURCE_DIR) + "/README.md";
+TEST(StoreSchema, DocsTableMatchesTheSchema) {
+  const std::string path = std::string(VIDFUSE_SOURCE_DIR) + "/docs/extraction.md";
   std::ifstream in(path);
   ASSERT_TRUE(in) << path;
   // Rows like "| motion | `motion.features` | [1024] | ... |".
@@ -52,5 +52,5 @@ TEST(StoreSchema, ReadmeTableMatchesTheSchema) {
   for (Stream s : kAllStreams)
     for (const auto& t : stream_tensors(s))
       schema.insert(stream_name(s) + " " + t.name + " " + t.shape);
-  EXPECT_EQ(readme, schema) << "README.md's per-video table and data/store_schema.h disagree";
+  EXPECT_EQ(readme, schema) << "docs/extraction.md's per-video table and data/store_schema.h disagree";
 }
