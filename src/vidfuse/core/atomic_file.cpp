@@ -67,15 +67,21 @@ std::string folder_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
-// Makes a rename in `dir` durable. Filesystems that cannot sync a folder (EINVAL) are left be:
-// there is nothing more to do on them.
-void fsync_folder(const std::string& dir, const std::string& path) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) fail_file(path, "cannot open its folder to sync it: " + errno_text(errno));
+// Opens `path` with `flags` and fsyncs it: 0, or the errno of whichever step failed.
+int fsync_at(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return errno;
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
-  if (rc != 0 && err != EINVAL)
+  return rc == 0 ? 0 : err;
+}
+
+// Makes a rename in `dir` durable. Filesystems that cannot sync a folder (EINVAL) are left be:
+// there is nothing more to do on them.
+void fsync_folder(const std::string& dir, const std::string& path) {
+  const int err = fsync_at(dir, O_RDONLY | O_DIRECTORY);
+  if (err != 0 && err != EINVAL)
     fail_file(path, "fsync of its folder failed (the file may not survive a power loss): " +
                         errno_text(err));
 }
@@ -187,12 +193,8 @@ std::string temp_path_for(const std::string& path) {
 }
 
 void publish_temp_file(const std::string& tmp, const std::string& path) {
-  const int fd = ::open(tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) fail_file(path, "cannot reopen the temp file to sync it: " + errno_text(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) fail_file(path, "fsync failed (disk full?): " + errno_text(err));
+  const int err = fsync_at(tmp, O_RDONLY | O_NOFOLLOW);
+  if (err != 0) fail_file(path, "fsync failed (disk full?): " + errno_text(err));
   rename_into_place(tmp, path);
 }
 
