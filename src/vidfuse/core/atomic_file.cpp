@@ -49,11 +49,12 @@ std::string fresh_temp_name(const std::string& path) {
 }
 
 // Creates a fresh temp file beside `path` for writing: O_EXCL (never an existing file), O_NOFOLLOW
-// (never through a link). Returns the descriptor; the name goes to `tmp`.
+// (never through a link). Mode 0666 less the umask, as std::ofstream made them (a group-shared
+// store keeps its group bits). Returns the descriptor; the name goes to `tmp`.
 int create_temp(const std::string& path, std::string& tmp) {
   for (int attempt = 0; attempt < 16; ++attempt) {
     tmp = fresh_temp_name(path);
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd >= 0) return fd;
     if (errno != EEXIST) fail_file(path, "cannot open for writing: " + errno_text(errno));
   }
