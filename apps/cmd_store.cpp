@@ -33,7 +33,12 @@ std::string human_bytes(double b) {
 
 std::string shape_text(const std::vector<int64_t>& s) {
   std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  // Appended piece by piece: `"," + std::to_string(...)` inlines into a basic_string::replace
+  // that GCC 12 wrongly reports as a memcpy past any object size (-Wstringop-overflow).
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(s[i]);
+  }
   return out + "]";
 }
 

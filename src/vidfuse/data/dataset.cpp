@@ -67,6 +67,7 @@ Batch collate(const std::vector<Sample>& samples, const std::vector<int64_t>& in
   labels.reserve(samples.size());
   for (const auto& s : samples) labels.push_back(s.label);
   b.labels = torch::tensor(labels, torch::kLong);
+  b.indices = indices;
   return b;
 }
 

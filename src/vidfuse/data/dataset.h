@@ -29,6 +29,8 @@ class Dataset {
   virtual int64_t label(int64_t index) const { return get(index).label; }
   // Class names by index, when the dataset knows them (used in reports).
   virtual std::vector<std::string> class_names() const { return {}; }
+  // What errors call sample `index`: its file where the dataset reads one (store file, video).
+  virtual std::string sample_name(int64_t index) const { return "sample " + std::to_string(index); }
 };
 
 // Samples held in memory as stacked tensors (leading dimension = sample).
@@ -49,7 +51,8 @@ class TensorDataset : public Dataset {
 
 struct Batch {
   models::FusionInput input;
-  torch::Tensor labels;  // [B] int64
+  torch::Tensor labels;          // [B] int64
+  std::vector<int64_t> indices;  // the samples' dataset indices (errors name them)
 };
 
 // Stacks samples into a batch; throws vidfuse::Error naming the dataset index whose shapes differ

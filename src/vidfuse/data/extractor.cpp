@@ -203,7 +203,7 @@ void check_extraction(const ExtractModels& m, const ExtractRecipe& r, const Extr
 void ensure_store_writable(const std::string& store_dir) {
   std::error_code ec;
   fs::create_directories(store_dir, ec);
-  if (ec || !fs::is_directory(store_dir))
+  if (ec || !fs::is_directory(store_dir, ec))
     fail_file(store_dir, "cannot create the feature store folder: " +
                              (ec ? ec.message() : std::string("not a directory")));
   const std::string probe = (fs::path(store_dir) / ".vidfuse-write-test").string();
@@ -217,6 +217,9 @@ void ensure_store_writable(const std::string& store_dir) {
 
 struct ExtractPlan {
   std::vector<const VideoEntry*> todo;  // this shard's videos not verified complete
+  // Videos whose store file cannot be made (an id that is no file name, a path the file system
+  // refuses): each becomes a recorded failure, and the run goes on.
+  std::vector<std::pair<const VideoEntry*, std::string>> refused;
   int64_t shard_videos = 0, skipped = 0;
 };
 
@@ -227,8 +230,25 @@ ExtractPlan plan_extraction(const Manifest& manifest, const ExtractRun& run,
   for (const auto& v : manifest.videos) {
     if (!in_shard(v.id, run.shard_index, run.shard_count)) continue;
     ++plan.shard_videos;
-    const std::string path = store_file_path(run.store_dir, v.id);
-    if (fs::exists(path)) {
+    std::string path;
+    try {
+      // Every name this video's outputs take, checked before any work on it.
+      path = store_file_path(run.store_dir, v.id);
+    } catch (const Error& e) {
+      plan.refused.emplace_back(&v, e.what());
+      continue;
+    }
+    // Without following links, and without throwing: one odd path is this video's problem only.
+    std::error_code ec;
+    const fs::file_status st = fs::symlink_status(path, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      plan.refused.emplace_back(&v, path + ": cannot look at the store file: " + ec.message());
+      continue;
+    }
+    if (fs::is_symlink(st)) {
+      // Never a file of ours: the write replaces the link (rename does not follow it).
+      log << "extract: redoing " << v.id << ": " << path << " is a symbolic link\n";
+    } else if (fs::exists(st)) {
       const StoreFileInfo info = inspect_store_file(path, required);
       if (info.ok) {
         ++plan.skipped;
@@ -453,7 +473,7 @@ void write_outputs(const ExtractRecipe& r, const ExtractRun& run, const std::str
     auto it = out.find(features_tensor(s));
     if (it == out.end()) continue;
     const std::string suffix = s == Stream::Motion ? "_rgb.npy" : "_flow.npy";
-    write_npy((fs::path(run.store_dir) / (id + suffix)).string(),
+    write_npy(store_file_path(run.store_dir, id, suffix),
               it->second.to(torch::kFloat32).unsqueeze(0));
   }
 }
@@ -469,6 +489,10 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& g
   std::ostream& log = run.log ? *run.log : std::cerr;
   check_extraction(given, recipe, run);
   ensure_store_writable(run.store_dir);
+  // Temp files of killed runs (this host's dead processes) would stay forever: remove them.
+  const std::vector<std::string> stale = remove_stale_temps(run.store_dir);
+  if (!stale.empty() && run.progress != ProgressMode::Off)
+    log << "extract: removed " << stale.size() << " temp file(s) left by killed runs\n";
   ExtractModels models = given;  // the holders share the modules: this only switches modes
   if (recipe.semantic()) models.dinov3->eval();
   if (recipe.motion()) models.i3d->eval();
@@ -496,7 +520,7 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& g
       static_cast<int64_t>(plan.todo.size()),
       [&](int64_t i) { return decode_video(plan.todo[static_cast<size_t>(i)]->path, recipe); }, lo);
   ExtractProgress progress(log, run.progress, run.log_interval_s,
-                           static_cast<int64_t>(plan.todo.size()));
+                           static_cast<int64_t>(plan.todo.size() + plan.refused.size()));
   auto record_failure = [&](const VideoEntry& v, const std::string& error) {
     ++sum.failed;
     if (run.progress != ProgressMode::Off)
@@ -539,6 +563,7 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& g
   };
 
   try {
+    for (const auto& [video, error] : plan.refused) record_failure(*video, error);
     while (true) {
       if (run.stop_after >= 0 && submitted >= run.stop_after) {
         sum.stopped = true;
@@ -574,7 +599,8 @@ ExtractSummary extract_features(const Manifest& manifest, const ExtractModels& g
   }
   sum.done = written.videos;
   sum.frames = written.frames;
-  sum.not_attempted = static_cast<int64_t>(plan.todo.size()) - sum.done - sum.failed;
+  sum.not_attempted =
+      static_cast<int64_t>(plan.todo.size() + plan.refused.size()) - sum.done - sum.failed;
   progress.update(sum.done, sum.failed, sum.frames, /*final=*/true);
   sum.loader_idle_fraction = loader.stats().idle_fraction();
   if (!sum.write_error) {

@@ -1,11 +1,13 @@
 #include "vidfuse/data/feature_store.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -24,7 +26,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-constexpr const char* kSuffix = ".safetensors";
+constexpr const char* kSuffix = kStoreSuffix;
 constexpr uint64_t kMaxHeader = 100ull << 20;
 
 std::string utc_now() {
@@ -56,8 +58,51 @@ uint64_t fnv1a64(const void* data, size_t size, uint64_t seed) {
   return h;
 }
 
-std::string store_file_path(const std::string& store_dir, const std::string& id) {
-  return (fs::path(store_dir) / (id + kSuffix)).string();
+namespace {
+// An id as an error message shows it: control bytes escaped, a hostile length cut.
+std::string quoted_id(const std::string& id) {
+  constexpr size_t kShown = 64;
+  std::string out = "'";
+  for (size_t i = 0; i < id.size() && i < kShown; ++i) {
+    const auto c = static_cast<unsigned char>(id[i]);
+    if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += "'";
+  if (id.size() > kShown) out += " (" + std::to_string(id.size()) + " bytes, cut)";
+  return out;
+}
+}  // namespace
+
+std::string store_id_problem(const std::string& id) {
+  if (id.empty()) return "is empty";
+  if (id == "." || id == "..") return "is '" + id + "', not a file name";
+  if (id.find('/') != std::string::npos)
+    return "holds a '/': an id names one file directly in the store folder";
+  for (size_t i = 0; i < id.size(); ++i) {
+    const auto c = static_cast<unsigned char>(id[i]);
+    if (c < 0x20 || c == 0x7f)
+      return "holds a control byte (" + std::string(c == 0 ? "NUL" : "code " + std::to_string(c)) +
+             " at byte " + std::to_string(i) + ")";
+  }
+  if (id.size() > kMaxStoreIdBytes)
+    return "is " + std::to_string(id.size()) +
+           " bytes long; store file names take ids of at most " + std::to_string(kMaxStoreIdBytes);
+  return "";
+}
+
+std::string store_file_path(const std::string& store_dir, const std::string& id,
+                            const std::string& suffix) {
+  const std::string problem = store_id_problem(id);
+  if (!problem.empty())
+    throw Error("video id " + quoted_id(id) + " " + problem +
+                " (no store file can be named by it)");
+  return (fs::path(store_dir) / (id + suffix)).string();
 }
 
 std::vector<std::string> required_tensors(const std::vector<std::string>& streams) {
@@ -204,18 +249,30 @@ void append_failure(const std::string& store_dir, const FailureRecord& r) {
                                 {"time", r.time.empty() ? utc_now() : r.time}}
                                .dump() +
                            "\n";
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) fail_file(path, std::string("cannot open for appending: ") + std::strerror(errno));
+  // O_NOFOLLOW: a link planted in a shared store must not turn this append against its target.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0)
+    fail_file(path, errno == ELOOP
+                        ? std::string("is a symbolic link; refusing to write through it")
+                        : std::string("cannot open for appending: ") + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail_file(path, "is not a regular file; refusing to write to it");
+  }
   // A line torn by a crash would swallow this record: start on a fresh line if needed.
   std::string text = line;
   char last = '\n';
   const off_t end = ::lseek(fd, 0, SEEK_END);
   if (end > 0 && ::pread(fd, &last, 1, end - 1) == 1 && last != '\n') text = "\n" + line;
   const ssize_t n = ::write(fd, text.data(), text.size());
-  const int err = errno;
+  int err = errno;
+  const bool synced = n == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  if (!synced && n == static_cast<ssize_t>(text.size())) err = errno;
   ::close(fd);
   if (n != static_cast<ssize_t>(text.size()))
     fail_file(path, std::string("write failed: ") + (n < 0 ? std::strerror(err) : "short write"));
+  if (!synced) fail_file(path, std::string("fsync failed: ") + std::strerror(err));
 }
 
 std::vector<FailureRecord> read_failures(const std::string& store_dir) {

@@ -21,8 +21,22 @@ namespace vidfuse::data {
 inline constexpr const char* kStoreFormat = "vidfuse-features/1";
 inline constexpr const char* kVidfuseVersion = "0.1.0";
 
-// "<store>/<id>.safetensors"
-std::string store_file_path(const std::string& store_dir, const std::string& id);
+inline constexpr const char* kStoreSuffix = ".safetensors";
+// Ids longer than this cannot name a store file: the name, a suffix and a temp tag must stay
+// under the 255-byte file name limit.
+inline constexpr size_t kMaxStoreIdBytes = 200;
+
+// Why `id` cannot name a file in the store ("" when it can). An id is a store file name as it is
+// (SSv2's numeric ids, Kinetics' <ytid>_<start>_<end>, the list readers' "class__video") as long
+// as it is one plain file name: not empty, not "." or "..", no '/', no NUL or other control byte,
+// at most kMaxStoreIdBytes bytes. Ids are never rewritten, so stores stay readable by id.
+std::string store_id_problem(const std::string& id);
+
+// "<store>/<id><suffix>" (suffix ".safetensors", "_rgb.npy", "_flow.npy"): the one place a file
+// name is made from a manifest id. Throws vidfuse::Error naming the (quoted, shortened) id when
+// store_id_problem finds one, so no id can name a file outside the store folder.
+std::string store_file_path(const std::string& store_dir, const std::string& id,
+                            const std::string& suffix = kStoreSuffix);
 
 // "semantic,motion" -> {"semantic", "motion"} (empty items dropped): stream lists as the store's
 // metadata and the command line write them.
@@ -63,7 +77,9 @@ struct FailureRecord {
   std::string id, path, error, time;
 };
 // Appends one line to `<store>/failures.jsonl` with a single O_APPEND write (whole lines even when
-// several shards append at once). Throws vidfuse::Error when the store cannot be written.
+// several shards append at once), then fsyncs it. A failures.jsonl that is a symbolic link or not
+// a regular file is refused, never written through. Throws vidfuse::Error when the store cannot
+// be written.
 void append_failure(const std::string& store_dir, const FailureRecord& record);
 // Every record (the latest per id last); malformed lines are skipped.
 std::vector<FailureRecord> read_failures(const std::string& store_dir);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -123,7 +124,8 @@ class VideoLocator {
     if (fs::path(p).is_absolute()) return p;
     for (const auto& d : dirs_) {
       const fs::path candidate = d / p;
-      if (fs::exists(candidate)) return candidate.string();
+      std::error_code ec;  // a link loop or an overlong name: not found here (extraction says why)
+      if (fs::exists(candidate, ec)) return candidate.string();
     }
     return (dirs_.front() / p).string();
   }
@@ -313,14 +315,19 @@ Manifest read_kinetics(const std::string& path, const std::vector<std::string>& 
     if (static_cast<int>(f.size()) <= need)
       fail_file(path, at + ": " + std::to_string(f.size()) + " fields, expected " +
                           std::to_string(header.size()));
+    // A clip's start or end: finite, >= 0 and below a year (inf, nan or 1e300 would wrap the
+    // file name's integer).
     auto seconds = [&](int c) {
+      constexpr double kMaxSeconds = 366.0 * 24 * 3600;
       try {
         size_t pos = 0;
         const double s = std::stod(f[c], &pos);
-        if (pos != f[c].size() || s < 0) throw std::invalid_argument("");
+        if (pos != f[c].size() || !std::isfinite(s) || s < 0 || s >= kMaxSeconds)
+          throw std::invalid_argument("");
         return static_cast<int64_t>(s);
       } catch (const std::exception&) {
-        fail_file(path, at + ": " + header[c] + " '" + f[c] + "' is not a time in seconds");
+        fail_file(path, at + ": " + header[c] + " '" + f[c].substr(0, 40) +
+                            "' is not a time in seconds (a finite number from 0 to a year)");
       }
     };
     char buf[64];
@@ -369,7 +376,8 @@ Manifest read_list(const std::string& path, const std::vector<std::string>& line
       if (c_label >= 0 && c_label < static_cast<int>(f.size())) label = f[c_label];
     } else {
       // A path may contain spaces: when the whole line names an existing file, it is the path.
-      if (f.size() > 1 && fs::exists(locate.by_path(line))) f = {line};
+      std::error_code ec;
+      if (f.size() > 1 && fs::exists(locate.by_path(line), ec)) f = {line};
       if (f.size() > 3)
         fail_file(path, at + ": expected 'path', 'path label' or 'path frames label', got " +
                             std::to_string(f.size()) + " fields");

@@ -15,7 +15,10 @@ StreamInputs load_stream_inputs(const std::string& path, const ExtractRecipe& op
   const bool jitter = augment && augment->enabled;
   io::SampleRng rng(seed);
   try {
-    if (!std::filesystem::exists(path)) fail_file(path, "video file does not exist");
+    std::error_code ec;  // a link loop or an overlong name: this video's failure, in words
+    if (!std::filesystem::exists(path, ec))
+      fail_file(path, ec ? "cannot reach the video file: " + ec.message()
+                         : std::string("video file does not exist"));
     io::DecodeOptions decode;
     decode.threads = 1;  // parallelism comes from the callers' threads, one video each
     auto source = io::open_frame_source(path, decode);

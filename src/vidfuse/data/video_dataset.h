@@ -50,6 +50,7 @@ class VideoDataset : public Dataset {
   Sample get(int64_t index) const override;
   int64_t label(int64_t index) const override;
   std::vector<std::string> class_names() const override { return manifest_.class_names; }
+  std::string sample_name(int64_t index) const override { return entry(index).path; }
 
   // Visit `draw` of sample `index`: its frames, and its features.
   StreamInputs inputs(int64_t index, uint64_t draw = 0) const;

@@ -22,15 +22,10 @@ extern "C" {
 
 namespace vidfuse::io {
 
-namespace {
-
-std::string format_list(const std::vector<int64_t>& v, size_t limit = 12) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size() && i < limit; ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  if (v.size() > limit) s += ", … (" + std::to_string(v.size()) + " in all)";
-  return s + "]";
-}
-
+// Outside the anonymous namespace: VideoReader::Impl (a class with external linkage) holds one,
+// and a member of an internal-linkage type is an ODR hazard once sources are batched (unity
+// builds, -Wsubobject-linkage). The namespace name keeps it private to this file all the same.
+namespace video_reader_detail {
 // How to turn decoded pictures upright, following the ffmpeg command line's autorotate (5.1).
 struct Orientation {
   int rotation = 0;  // clockwise degrees, reported
@@ -39,6 +34,19 @@ struct Orientation {
   bool flip_cols = false;
   bool identity() const { return !transpose && !flip_rows && !flip_cols; }
 };
+
+}  // namespace video_reader_detail
+
+namespace {
+
+using video_reader_detail::Orientation;
+
+std::string format_list(const std::vector<int64_t>& v, size_t limit = 12) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size() && i < limit; ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  if (v.size() > limit) s += ", … (" + std::to_string(v.size()) + " in all)";
+  return s + "]";
+}
 
 Orientation orientation_from(const int32_t* m) {
   Orientation o;

@@ -92,7 +92,6 @@ VideoWriter::VideoWriter(const std::string& path, int64_t width, int64_t height,
   configure_ffmpeg_logging();
   Impl& m = *impl_;
   m.path = path;
-  m.tmp = temp_path_for(path);
   m.opt = std::move(options);
   m.width = width;
   m.height = height;
@@ -101,6 +100,7 @@ VideoWriter::VideoWriter(const std::string& path, int64_t width, int64_t height,
   if (m.opt.rotation % 90 != 0) m.fail("rotation must be a multiple of 90 degrees");
 
   try {
+    m.tmp = temp_path_for(path);  // reserved (created empty) here: removed below on failure
     const AVOutputFormat* ofmt = av_guess_format(nullptr, path.c_str(), nullptr);
     if (!ofmt) m.fail("no container format known for this file extension");
     m.check(avformat_alloc_output_context2(&m.fmt, ofmt, nullptr, m.tmp.c_str()),
@@ -251,8 +251,7 @@ void VideoWriter::close() {
     m.check(av_write_trailer(m.fmt), "cannot finish the container");
     m.check(avio_closep(&m.fmt->pb), "closing the file failed");
     m.release();
-    if (std::rename(m.tmp.c_str(), m.path.c_str()) != 0)
-      m.fail("cannot move the temp file into place");
+    publish_temp_file(m.tmp, m.path);  // fsync, rename, fsync the folder
     m.closed = true;
   } catch (...) {
     m.release();

@@ -1,5 +1,6 @@
 #include "vidfuse/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -248,8 +249,26 @@ void Trainer::train_step(const data::Batch& batch) {
       if (p.grad().defined()) norms.push_back(p.grad().norm());
     norm = norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
   }
+  // A non-finite loss (or gradient: on several processes the averaged gradient carries any rank's
+  // NaN to all of them, so every rank stops here together) would train the weights into NaN and
+  // still end in a "finished" run: stop before the step, naming the step and the batch.
+  const double loss_value = loss.item<double>();
+  if (!std::isfinite(loss_value) || !std::isfinite(norm)) {
+    std::string names;
+    const size_t shown = std::min<size_t>(batch.indices.size(), 8);
+    for (size_t i = 0; i < shown; ++i) {
+      if (i) names += ", ";
+      names += train_->sample_name(batch.indices[i]);
+    }
+    if (batch.indices.size() > shown)
+      names += " and " + std::to_string(batch.indices.size() - shown) + " more";
+    throw Error("train: the loss turned non-finite at step " + std::to_string(step_ + 1) +
+                " (loss " + std::to_string(loss_value) + ", gradient norm " + std::to_string(norm) +
+                "); the batch: " + (names.empty() ? "?" : names) +
+                ". Check these files for NaN/inf features, or lower lr; no step was taken");
+  }
   optimizer_->step();
-  running_.loss += loss.item<double>();
+  running_.loss += loss_value;
   running_.acc += logits.argmax(1).eq(labels).to(torch::kDouble).mean().item<double>();
   running_.grad_norm += norm;
   running_.steps += 1;
