@@ -2,12 +2,15 @@
 // next batches in parallel (a batch is collated by the reader that finishes its last sample), at
 // most `prefetch` batches ahead, so memory stays bounded while the compute device is kept fed.
 // Batches come back in the order they were scheduled, whatever order the reads finish in, so a
-// run is as deterministic as with one reader.
+// run is as deterministic as with one reader. From a StoreDataset in the stored dtype, once the
+// first batch gave the shapes, each sample is read straight into its slot of the batch (one copy
+// from the file or page cache, none to collate).
 #pragma once
 #include <cstdint>
 #include <deque>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "vidfuse/core/thread_pool.h"
@@ -40,8 +43,11 @@ class BatchLoader {
 
  private:
   struct Pending;
+  struct Layout;
   std::shared_ptr<const Dataset> data_;
   BatchLoaderOptions options_;
+  std::shared_ptr<std::mutex> layout_mutex_;
+  std::shared_ptr<std::shared_ptr<const Layout>> layout_;  // set by the first collated batch
   std::deque<std::shared_ptr<Pending>> queue_;
   std::unique_ptr<ThreadPool> pool_;
 };

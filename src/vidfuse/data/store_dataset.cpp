@@ -82,4 +82,48 @@ Sample StoreDataset::get(int64_t index) const {
   return s;
 }
 
+bool StoreDataset::read_into(int64_t index, Sample& out) const {
+  if (index < 0 || index >= size())
+    throw Error("StoreDataset: index " + std::to_string(index) + " out of range [0, " +
+                std::to_string(size()) + ")");
+  const VideoEntry& v = videos_[static_cast<size_t>(index)];
+  const StoreReader::Span span = reader_->span(v.id);
+  // The header only, read into a buffer of the file's full size (left uninitialised past it), so
+  // that SafetensorsFile validates every tensor's offsets against the true size.
+  torch::Tensor buf = torch::empty({static_cast<int64_t>(span.size())}, torch::kUInt8);
+  uint8_t* p = buf.data_ptr<uint8_t>();
+  const uint64_t first = std::min<uint64_t>(span.size(), 4096);
+  span.read(p, first, 0);
+  uint64_t header = 0;
+  if (first >= 8) {
+    for (int i = 7; i >= 0; --i) header = (header << 8) | p[i];
+    if (header <= span.size() - 8 && 8 + header > first)
+      span.read(p + first, 8 + header - first, first);
+  }
+  const weights::SafetensorsFile file(span.where(), buf);
+  reader_->check_id(file, v.id);
+  std::vector<std::pair<std::string, torch::Tensor*>> wanted;
+  if (semantic_) wanted = {{kSemanticPatch, &out.semantic}, {kSemanticCls, &out.semantic_cls}};
+  if (motion_) wanted.push_back({mixed_5c_tensor(Stream::Motion), &out.motion});
+  for (const auto& [name, slot] : wanted) {
+    if (!file.contains(name) || !slot->defined() || !slot->is_contiguous()) return false;
+    const auto& info = file.info(name);
+    if (info.dtype != slot->scalar_type() || slot->sizes() != c10::IntArrayRef(info.shape))
+      return false;
+  }
+  const bool check = !checked_[static_cast<size_t>(index)].load(std::memory_order_relaxed);
+  for (const auto& [name, slot] : wanted) {
+    const auto& info = file.info(name);
+    span.read(slot->data_ptr(), info.end - info.begin, 8 + header + info.begin);
+    if (check && !all_finite(*slot))
+      fail_file(file.path(), "tensor '" + name + "' " + shape_text(*slot) +
+                                 " holds NaN or infinite values (damaged features; `vidfuse "
+                                 "store verify` lists every such file)");
+  }
+  out.label = v.label;
+  out.source = span.where();
+  if (check) checked_[static_cast<size_t>(index)].store(true, std::memory_order_relaxed);
+  return true;
+}
+
 }  // namespace vidfuse::data

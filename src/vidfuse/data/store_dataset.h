@@ -35,6 +35,13 @@ class StoreDataset : public Dataset {
   int64_t label(int64_t index) const override { return entry(index).label; }
   std::vector<std::string> class_names() const override { return class_names_; }
 
+  // get() straight into `out`'s tensors (a batch's slots, contiguous, in the stored dtype and the
+  // store's shapes): the header is read, then each tensor's bytes land in its slot, with no
+  // intermediate copy. Returns false, having written nothing, when the sample does not fit the
+  // slots (get() then says why); throws what get() throws for an unreadable or non-finite file.
+  bool read_into(int64_t index, Sample& out) const;
+  bool stored_dtype() const { return stored_dtype_; }
+
   int64_t missing() const { return missing_; }
   const VideoEntry& entry(int64_t index) const { return videos_.at(static_cast<size_t>(index)); }
   const std::string& store_dir() const { return store_dir_; }

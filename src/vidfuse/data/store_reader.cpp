@@ -1,9 +1,11 @@
 #include "vidfuse/data/store_reader.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -109,6 +111,14 @@ StoreReader::StoreReader(const std::string& dir) : dir_(dir) {
                                            " (a stale index: rerun `vidfuse store pack` to "
                                            "rebuild it)");
     }
+    // Each shard's descriptor stays open once used: make room for them all (Kinetics-700 at 1 GB
+    // shards is ~1,300, above the usual soft limit of 1,024).
+    struct rlimit lim {};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max &&
+        lim.rlim_cur < index_.shards.size() + 256) {
+      lim.rlim_cur = std::min<rlim_t>(lim.rlim_max, index_.shards.size() + 1024);
+      ::setrlimit(RLIMIT_NOFILE, &lim);
+    }
     fds_.reset(new std::atomic<int>[index_.shards.size()]);
     for (size_t s = 0; s < index_.shards.size(); ++s) fds_[s].store(-1);
   }
@@ -144,29 +154,53 @@ int StoreReader::shard_fd(int32_t shard) const {
   return fd;
 }
 
-torch::Tensor StoreReader::read(const std::string& id) const {
+StoreReader::Span::Span(Span&& o) noexcept
+    : fd_(o.fd_),
+      owned_(o.owned_),
+      offset_(o.offset_),
+      length_(o.length_),
+      where_(std::move(o.where_)) {
+  o.owned_ = false;
+}
+
+StoreReader::Span::~Span() {
+  if (owned_ && fd_ >= 0) ::close(fd_);
+}
+
+void StoreReader::Span::read(void* dst, uint64_t n, uint64_t at) const {
+  if (at > length_ || n > length_ - at)
+    throw Error(where_ + ": bytes [" + std::to_string(at) + ", " + std::to_string(at + n) +
+                ") lie outside its " + std::to_string(length_) + " bytes");
+  pread_exact(fd_, static_cast<uint8_t*>(dst), n, offset_ + at, where_);
+}
+
+StoreReader::Span StoreReader::span(const std::string& id) const {
+  Span s;
+  s.where_ = where(id);
   if (!packed_) {
-    const std::string path = store_file_path(dir_, id);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      fail_file(path, std::string("cannot open the video's features: ") + std::strerror(errno) +
-                          " (run `vidfuse store verify` to list what is missing)");
-    struct Close {
-      int fd;
-      ~Close() { ::close(fd); }
-    } closer{fd};
+    s.fd_ = ::open(s.where_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (s.fd_ < 0)
+      fail_file(s.where_, std::string("cannot open the video's features: ") + std::strerror(errno) +
+                              " (run `vidfuse store verify` to list what is missing)");
+    s.owned_ = true;
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) fail_file(path, "not a regular file");
-    torch::Tensor bytes = torch::empty({static_cast<int64_t>(st.st_size)}, torch::kUInt8);
-    pread_exact(fd, bytes.data_ptr<uint8_t>(), static_cast<size_t>(st.st_size), 0, path);
-    return bytes;
+    if (::fstat(s.fd_, &st) != 0 || !S_ISREG(st.st_mode)) fail_file(s.where_, "not a regular file");
+    s.length_ = static_cast<uint64_t>(st.st_size);
+    return s;
   }
   auto it = pos_.find(id);
   if (it == pos_.end()) throw Error(dir_ + ": no video '" + id + "' in " + kPackedIndexName);
   const size_t i = it->second;
-  const int fd = shard_fd(index_.shard[i]);
-  torch::Tensor bytes = torch::empty({static_cast<int64_t>(index_.length[i])}, torch::kUInt8);
-  pread_exact(fd, bytes.data_ptr<uint8_t>(), index_.length[i], index_.offset[i], where(id));
+  s.fd_ = shard_fd(index_.shard[i]);
+  s.offset_ = index_.offset[i];
+  s.length_ = index_.length[i];
+  return s;
+}
+
+torch::Tensor StoreReader::read(const std::string& id) const {
+  const Span s = span(id);
+  torch::Tensor bytes = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
+  s.read(bytes.data_ptr<uint8_t>(), s.size(), 0);
   return bytes;
 }
 
@@ -181,11 +215,15 @@ std::unique_ptr<weights::SafetensorsFile> StoreReader::open(const std::string& i
     throw Error(std::string(e.what()) +
                 " (the index disagrees with its shard: run `vidfuse store verify`)");
   }
-  auto meta = file->metadata().find("id");
-  if (meta != file->metadata().end() && meta->second != id)
-    throw Error(name + ": holds the features of '" + meta->second + "', not '" + id + "'" +
-                (packed_ ? " (the index disagrees with its shard)" : ""));
+  check_id(*file, id);
   return file;
+}
+
+void StoreReader::check_id(const weights::SafetensorsFile& file, const std::string& id) const {
+  auto meta = file.metadata().find("id");
+  if (meta != file.metadata().end() && meta->second != id)
+    throw Error(file.path() + ": holds the features of '" + meta->second + "', not '" + id + "'" +
+                (packed_ ? " (the index disagrees with its shard)" : ""));
 }
 
 }  // namespace vidfuse::data

@@ -35,6 +35,29 @@ class StoreReader {
   // Where the video's bytes live, for messages: "<store>/<id>.safetensors" or
   // "<store>/<shard>.tar[<id>.safetensors]".
   std::string where(const std::string& id) const;
+  // One video's bytes, open for reading in parts (its header, then each tensor straight into its
+  // destination). Safe from any thread; errors name the file or the shard and the entry.
+  class Span {
+   public:
+    Span(Span&& other) noexcept;
+    Span(const Span&) = delete;
+    Span& operator=(const Span&) = delete;
+    Span& operator=(Span&&) = delete;
+    ~Span();
+    uint64_t size() const { return length_; }
+    const std::string& where() const { return where_; }
+    // Reads bytes [at, at + n) of the video's file into dst.
+    void read(void* dst, uint64_t n, uint64_t at) const;
+
+   private:
+    friend class StoreReader;
+    Span() = default;
+    int fd_ = -1;
+    bool owned_ = false;  // a loose file's descriptor (a shard's stays open in the reader)
+    uint64_t offset_ = 0, length_ = 0;
+    std::string where_;
+  };
+  Span span(const std::string& id) const;
   // The video's whole safetensors file in one read, as a 1-D uint8 tensor. Safe from any thread.
   // Throws vidfuse::Error naming the file or the shard and the entry (unknown id, missing file,
   // short read).
@@ -43,6 +66,8 @@ class StoreReader {
   // writes does), it must be `id`; a packed entry whose bytes are another video's means the index
   // disagrees with its shard, and says so.
   std::unique_ptr<weights::SafetensorsFile> open(const std::string& id) const;
+  // open()'s check that a parsed file is the features of `id` (throws naming `file.path()`).
+  void check_id(const weights::SafetensorsFile& file, const std::string& id) const;
 
   // Packed only: the index (empty for a loose store).
   const PackedIndex& index() const { return index_; }
