@@ -120,9 +120,25 @@ void BatchLoader::schedule(std::vector<int64_t> indices) {
   }
   if (store && store->stored_dtype() && layout) {
     p->direct = true;
-    p->batch.input.semantic = slots_like(layout->semantic, n, pin);
-    p->batch.input.semantic_cls = slots_like(layout->semantic_cls, n, pin);
-    p->batch.input.motion = slots_like(layout->motion, n, pin);
+    // A spare is free when only spares_ holds it (the batch it went out with was dropped). Pinned
+    // buffers are never recycled here: a non-blocking copy may still be reading one, and LibTorch's
+    // pinned allocator already caches them with that in mind.
+    auto free_buffer = [&](const torch::Tensor& t) {
+      return !t.defined() || (t.use_count() == 1 && t.storage().use_count() == 1);
+    };
+    for (const auto& spare : spares_)
+      if (!pin && spare.batch_size() == n && free_buffer(spare.semantic) &&
+          free_buffer(spare.semantic_cls) && free_buffer(spare.motion)) {
+        p->batch.input = spare;
+        break;
+      }
+    if (!p->batch.input.semantic.defined() && !p->batch.input.motion.defined()) {
+      p->batch.input.semantic = slots_like(layout->semantic, n, pin);
+      p->batch.input.semantic_cls = slots_like(layout->semantic_cls, n, pin);
+      p->batch.input.motion = slots_like(layout->motion, n, pin);
+      if (!pin && static_cast<int>(spares_.size()) < options_.prefetch + 2)
+        spares_.push_back(p->batch.input);
+    }
   } else {
     p->samples.resize(p->indices.size());
   }

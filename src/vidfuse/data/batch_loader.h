@@ -48,6 +48,9 @@ class BatchLoader {
   BatchLoaderOptions options_;
   std::shared_ptr<std::mutex> layout_mutex_;
   std::shared_ptr<std::shared_ptr<const Layout>> layout_;  // set by the first collated batch
+  // Batch buffers handed out before (not pinned ones), reused once nobody else holds them: fresh
+  // 100+ MB buffers would cost a page fault per 4 KB on every batch.
+  std::vector<models::FusionInput> spares_;
   std::deque<std::shared_ptr<Pending>> queue_;
   std::unique_ptr<ThreadPool> pool_;
 };
