@@ -89,8 +89,13 @@ bool StoreDataset::read_into(int64_t index, Sample& out) const {
   const VideoEntry& v = videos_[static_cast<size_t>(index)];
   const StoreReader::Span span = reader_->span(v.id);
   // The header only, read into a buffer of the file's full size (left uninitialised past it), so
-  // that SafetensorsFile validates every tensor's offsets against the true size.
-  torch::Tensor buf = torch::empty({static_cast<int64_t>(span.size())}, torch::kUInt8);
+  // that SafetensorsFile validates every tensor's offsets against the true size. The buffer is the
+  // thread's own and reused (nothing taken from it outlives this call): a fresh 2 MB allocation
+  // per sample would be an mmap/munmap pair, and munmap's TLB shootdowns stall every reader.
+  thread_local torch::Tensor scratch;
+  if (!scratch.defined() || scratch.numel() < static_cast<int64_t>(span.size()))
+    scratch = torch::empty({static_cast<int64_t>(span.size())}, torch::kUInt8);
+  torch::Tensor buf = scratch.narrow(0, 0, static_cast<int64_t>(span.size()));
   uint8_t* p = buf.data_ptr<uint8_t>();
   const uint64_t first = std::min<uint64_t>(span.size(), 4096);
   span.read(p, first, 0);
