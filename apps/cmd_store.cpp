@@ -1,18 +1,28 @@
 // `vidfuse store verify STORE --manifest M`: is every video of the manifest in the store, and is
-// every file intact (size + header check)? Exit 0 when complete, 1 otherwise.
+// every file intact (headers, and unless --quick its data: finite values, shapes, dtypes)? Loose
+// or packed, with no flag. Exit 0 when complete, 1 otherwise.
 // `vidfuse store stats STORE [--project N]`: what the store holds and costs per video, and the
 // store size projected to N videos.
+// `vidfuse store pack LOOSE PACKED [--shard-size 1GB] [--shard i/n]`: a loose store as tar shards
+// (data/store_pack.h); atomic and resumable, parts packable by separate processes.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "command.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/data/extractor.h"
 #include "vidfuse/data/feature_store.h"
 #include "vidfuse/data/manifest.h"
+#include "vidfuse/data/store_pack.h"
+#include "vidfuse/data/store_reader.h"
 
 namespace {
 
@@ -43,16 +53,23 @@ std::string shape_text(const std::vector<int64_t>& s) {
 }
 
 int run_verify(const std::string& store, const std::string& manifest_path,
-               const std::string& videos, const std::string& streams, bool as_json, int show) {
+               const std::string& videos, const std::string& streams, bool as_json, int show,
+               bool quick) {
   const data::Manifest manifest = data::read_manifest(manifest_path, videos);
   std::vector<std::string> list;
   std::stringstream in(streams);
   for (std::string s; std::getline(in, s, ',');)
     if (!s.empty()) list.push_back(s);
-  const data::VerifyReport r = data::verify_store(store, manifest, data::required_tensors(list));
+  const data::VerifyReport r =
+      data::verify_store(store, manifest, data::required_tensors(list), !quick);
   if (as_json) {
     json corrupt = json::array();
     for (const auto& [id, err] : r.corrupt_files) corrupt.push_back({{"id", id}, {"error", err}});
+    auto pairs = [](const std::vector<std::pair<std::string, std::string>>& v, const char* b) {
+      json out = json::array();
+      for (const auto& [where, what] : v) out.push_back({{"where", where}, {b, what}});
+      return out;
+    };
     std::cout << json{{"store", store},
                       {"manifest", manifest.source},
                       {"expected", r.expected},
@@ -63,11 +80,17 @@ int run_verify(const std::string& store, const std::string& manifest_path,
                       {"extra", r.extra},
                       {"ok", r.ok()},
                       {"missing_ids", r.missing_ids},
-                      {"corrupt_files", corrupt}}
+                      {"corrupt_files", corrupt},
+                      {"layout", r.packed ? "packed" : "loose"},
+                      {"problems", r.problems},
+                      {"nonfinite", pairs(r.nonfinite, "tensor")},
+                      {"odd_shapes", pairs(r.odd_shapes, "what")},
+                      {"stale_temps", r.stale_temps}}
                      .dump()
               << "\n";
   } else {
-    std::printf("%s against %s\n", store.c_str(), manifest.source.c_str());
+    std::printf("%s (%s) against %s\n", store.c_str(), r.packed ? "packed" : "loose",
+                manifest.source.c_str());
     std::printf(
         "  %lld expected, %lld complete, %lld missing (%lld with a recorded failure), "
         "%lld corrupt, %lld files not in the manifest\n",
@@ -78,13 +101,45 @@ int run_verify(const std::string& store, const std::string& manifest_path,
       std::printf("  missing: %s\n", r.missing_ids[i].c_str());
     for (size_t i = 0; i < r.corrupt_files.size() && static_cast<int>(i) < show; ++i)
       std::printf("  corrupt: %s\n", r.corrupt_files[i].second.c_str());
-    std::printf("  %s\n", r.ok() ? "complete" : "INCOMPLETE: rerun `vidfuse extract` to resume");
+    for (size_t i = 0; i < r.problems.size() && static_cast<int>(i) < show; ++i)
+      std::printf("  damaged: %s\n", r.problems[i].c_str());
+    for (size_t i = 0; i < r.nonfinite.size() && static_cast<int>(i) < show; ++i)
+      std::printf("  non-finite: %s: tensor '%s' holds NaN or infinite values\n",
+                  r.nonfinite[i].first.c_str(), r.nonfinite[i].second.c_str());
+    for (size_t i = 0; i < r.odd_shapes.size() && static_cast<int>(i) < show; ++i)
+      std::printf("  odd: %s: %s\n", r.odd_shapes[i].first.c_str(), r.odd_shapes[i].second.c_str());
+    if (!r.stale_temps.empty())
+      std::printf("  %zu stale temp file(s) of killed writers (safe to delete), e.g. %s\n",
+                  r.stale_temps.size(), r.stale_temps.front().c_str());
+    std::printf("  %s\n", r.ok() ? "complete"
+                          : !r.problems.empty()
+                              ? "DAMAGED: rerun `vidfuse store pack` from the loose store"
+                              : "INCOMPLETE: rerun `vidfuse extract` to resume");
   }
   return r.ok() ? 0 : 1;
 }
 
+// Every video's header: loose files, or the members of a packed store's shards (no data read).
+std::vector<data::StoreFileInfo> scan_any_store(const std::string& store) {
+  if (!data::is_packed_store(store)) return data::scan_store(store);
+  const data::StoreReader reader(store);
+  const data::PackedIndex& x = reader.index();
+  std::vector<data::StoreFileInfo> out;
+  std::vector<int> fds(x.shards.size(), -1);
+  for (size_t i = 0; i < x.ids.size(); ++i) {
+    const size_t s = size_t(x.shard[i]);
+    if (fds[s] < 0) fds[s] = ::open(x.shard_path(s).c_str(), O_RDONLY | O_CLOEXEC);
+    out.push_back(
+        data::inspect_store_entry(reader.where(x.ids[i]), fds[s], x.offset[i], x.length[i]));
+    out.back().id = x.ids[i];
+  }
+  for (int fd : fds)
+    if (fd >= 0) ::close(fd);
+  return out;
+}
+
 int run_stats(const std::string& store, bool as_json, int64_t project) {
-  const auto files = data::scan_store(store);
+  const auto files = scan_any_store(store);
   int64_t ok = 0, bad = 0;
   uint64_t bytes = 0;
   std::map<std::string, std::map<std::string, int64_t>> shapes;  // tensor → shape text → count
@@ -118,9 +173,13 @@ int run_stats(const std::string& store, bool as_json, int64_t project) {
       t[name] = {{"shapes", m},
                  {"dtype", dtypes[name]},
                  {"bytes_per_video", ok ? static_cast<double>(tensor_bytes[name]) / ok : 0}};
-    json j = {{"store", store}, {"files", ok},
-              {"corrupt", bad}, {"failed", failed.size()},
-              {"bytes", bytes}, {"bytes_per_video", per_video},
+    json j = {{"store", store},
+              {"layout", data::is_packed_store(store) ? "packed" : "loose"},
+              {"files", ok},
+              {"corrupt", bad},
+              {"failed", failed.size()},
+              {"bytes", bytes},
+              {"bytes_per_video", per_video},
               {"tensors", t}};
     if (project > 0) j["projected_bytes"] = per_video * project, j["projected_videos"] = project;
     std::cout << j.dump() << "\n";
@@ -152,11 +211,29 @@ int run_stats(const std::string& store, bool as_json, int64_t project) {
   return 0;
 }
 
+int run_pack(const std::string& loose, const std::string& packed, const std::string& size,
+             const std::string& shard) {
+  data::PackOptions o;
+  o.shard_bytes = data::parse_byte_size(size, "--shard-size");
+  if (!shard.empty()) std::tie(o.part, o.parts) = data::parse_shard(shard);
+  o.log = &std::cerr;
+  const data::PackSummary s = data::pack_store(loose, packed, o);
+  std::printf(
+      "%s -> %s: part %d/%d holds %lld of %lld videos: %lld packed now into %lld shard(s) (%s), "
+      "%lld already packed, %lld damaged left out%s\n",
+      loose.c_str(), packed.c_str(), o.part, o.parts, static_cast<long long>(s.part_videos),
+      static_cast<long long>(s.loose_videos), static_cast<long long>(s.packed),
+      static_cast<long long>(s.shards_written), human_bytes(double(s.bytes_written)).c_str(),
+      static_cast<long long>(s.already_packed), static_cast<long long>(s.corrupt),
+      s.index_written ? "; index rebuilt" : "");
+  return s.corrupt > 0 ? 1 : 0;
+}
+
 std::function<int()> setup_store(CLI::App& sub) {
   sub.require_subcommand(1);
   struct Opts {
-    std::string store, manifest, videos, streams;
-    bool json = false;
+    std::string store, manifest, videos, streams, packed, shard_size = "1GB", shard;
+    bool json = false, quick = false;
     int show = 20;
     int64_t project = 0;
   };
@@ -171,17 +248,28 @@ std::function<int()> setup_store(CLI::App& sub) {
   verify->add_option("--show", o->show, "List at most this many missing/corrupt ids")
       ->capture_default_str();
   verify->add_flag("--json", o->json, "One JSON object on stdout");
+  verify->add_flag("--quick", o->quick,
+                   "Check the headers only (no data read: NaN/inf, shapes, dtypes unchecked)");
   CLI::App* stats = sub.add_subcommand("stats", "Summarise what the store holds");
   stats->add_option("STORE", o->store, "Feature store folder")->required();
   stats->add_option("--project", o->project, "Project the store size to this many videos");
   stats->add_flag("--json", o->json, "One JSON object on stdout");
-  return [o, verify] {
+  CLI::App* pack = sub.add_subcommand("pack", "Pack a loose store into tar shards");
+  pack->add_option("LOOSE", o->store, "Loose feature store (vidfuse extract output)")->required();
+  pack->add_option("PACKED", o->packed, "Packed store folder (created)")->required();
+  pack->add_option("--shard-size", o->shard_size, "Shard size (e.g. 1GB, 256MB)")
+      ->capture_default_str();
+  pack->add_option("--shard", o->shard,
+                   "Pack only part i of n (i/n): parts run by separate processes are disjoint");
+  return [o, verify, pack] {
     if (verify->parsed())
-      return run_verify(o->store, o->manifest, o->videos, o->streams, o->json, o->show);
+      return run_verify(o->store, o->manifest, o->videos, o->streams, o->json, o->show, o->quick);
+    if (pack->parsed()) return run_pack(o->store, o->packed, o->shard_size, o->shard);
     return run_stats(o->store, o->json, o->project);
   };
 }
 
 }  // namespace
 
-VIDFUSE_COMMAND("store", "Verify or summarise a feature store (verify, stats)", setup_store);
+VIDFUSE_COMMAND("store", "Verify, summarise or pack a feature store (verify, stats, pack)",
+                setup_store);

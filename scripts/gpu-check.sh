@@ -5,7 +5,9 @@
 #      CUDA equal to the same steps on the CPU; pinned / side-stream uploads intact;
 #   2. the benchmarks on the GPU next to its own GEMM rate measured in the same run:
 #      bench attention | dinov3 | i3d | fusion | extract, all with --device cuda;
-#   3. the library on CUDA: the Python package's tests with device "auto" taking the GPU (the
+#   3. training on CUDA fed from a packed store (bench store's SSv2-shaped synthetic store): the
+#      train record's samples/s and data_wait share;
+#   4. the library on CUDA: the Python package's tests with device "auto" taking the GPU (the
 #      extractors, extraction and trained models; parity with the command), and the C++ example.
 # Uses a prebuilt tree when one is there (VIDFUSE_BUILD_DIR, default build/, with vidfuse and
 # vidfuse_tests), otherwise builds it. Results go to $OUT (the device tool's folder) or
@@ -52,6 +54,22 @@ run_bench dinov3 --dtype both --batch 64 --iters 10
 run_bench i3d --dtype both --batch 4 --iters 5
 run_bench fusion --precision both --batch 32 --iters 10
 run_bench extract --dtype bf16
+
+say "training on CUDA from a packed store"
+store_dir=${TMPDIR:-/tmp}/vidfuse-gpu-store
+if timeout 240 "$bin" bench store --dir "$store_dir" --videos 1024 --json >>"$out/bench.jsonl" \
+  2>>"$out/bench.log"; then
+  # A list manifest of the store's ids (labels spread over SSv2's 174 classes).
+  ls "$store_dir/loose" | grep '\.safetensors$' |
+    awk '{ printf "%s.mp4 %d\n", substr($0, 1, length($0) - 12), NR % 174 }' >"$out/packed-train.txt"
+  timeout 180 "$bin" train --store "$store_dir/packed" --train "$out/packed-train.txt" \
+    --device cuda --precision bf16 --batch-size 64 --max-steps 100 \
+    --output "$out/train-packed" >"$out/train-packed.log" 2>&1 ||
+    say "  train from the packed store failed ($?): see train-packed.log"
+  grep '"type":"train"' "$out/train-packed/log.jsonl" 2>/dev/null | tail -1 | tee -a "$out/summary.txt"
+else
+  say "  bench store failed: see bench.log"
+fi
 tail -n +1 "$out/bench.jsonl" | cut -c1-400 >>"$out/summary.txt"
 
 say "the library on CUDA (Python package, C++ example)"

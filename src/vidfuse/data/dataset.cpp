@@ -40,6 +40,8 @@ Sample TensorDataset::get(int64_t i) const {
 }
 
 namespace {
+std::string from(const Sample& s) { return s.source.empty() ? "" : " (" + s.source + ")"; }
+
 torch::Tensor stack_field(const std::vector<Sample>& samples, const std::vector<int64_t>& indices,
                           torch::Tensor Sample::*field, const char* name) {
   const auto& first = samples.front().*field;
@@ -48,9 +50,10 @@ torch::Tensor stack_field(const std::vector<Sample>& samples, const std::vector<
   for (size_t i = 0; i < samples.size(); ++i) {
     const auto& t = samples[i].*field;
     if (t.defined() != first.defined() || (t.defined() && t.sizes() != first.sizes()))
-      throw Error("dataset sample " + std::to_string(indices[i]) + ": " + name + " has shape " +
-                  shape_text(t) + " but sample " + std::to_string(indices[0]) + " has " +
-                  shape_text(first) + " (all samples of a batch must have the same shape)");
+      throw Error("dataset sample " + std::to_string(indices[i]) + from(samples[i]) + ": " + name +
+                  " has shape " + shape_text(t) + " but sample " + std::to_string(indices[0]) +
+                  from(samples[0]) + " has " + shape_text(first) +
+                  " (all samples of a batch must have the same shape)");
     if (t.defined()) parts.push_back(t);
   }
   return first.defined() ? torch::stack(parts) : torch::Tensor();

@@ -16,6 +16,7 @@ struct Sample {
   torch::Tensor semantic_cls;  // [Ts, Cs] or undefined
   torch::Tensor motion;        // [Cm, Tm, Hm, Wm] (undefined for semantic-only data)
   int64_t label = -1;          // class index; -1 = unlabelled
+  std::string source;          // where it was read from (a store file), for messages; may be empty
 };
 
 class Dataset {

@@ -114,20 +114,47 @@ std::vector<std::string> required_tensors(const std::vector<std::string>& stream
 
 StoreFileInfo inspect_store_file(const std::string& path,
                                  const std::vector<std::string>& required) {
-  StoreFileInfo info;
-  info.path = path;
   std::string name = fs::path(path).filename().string();
-  info.id = name.size() > std::strlen(kSuffix) ? name.substr(0, name.size() - std::strlen(kSuffix))
-                                               : name;
+  const std::string id = name.size() > std::strlen(kSuffix)
+                             ? name.substr(0, name.size() - std::strlen(kSuffix))
+                             : name;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    StoreFileInfo info;
+    info.id = id;
+    info.path = path;
+    info.error = path + ": cannot open: " + std::strerror(errno);
+    return info;
+  }
+  struct stat st {};
+  const bool sized = ::fstat(fd, &st) == 0;
+  StoreFileInfo info = inspect_store_entry(path, fd, 0, sized ? uint64_t(st.st_size) : 0, required);
+  ::close(fd);
+  info.id = id;
+  return info;
+}
+
+StoreFileInfo inspect_store_entry(const std::string& where, int fd, uint64_t offset, uint64_t size,
+                                  const std::vector<std::string>& required) {
+  StoreFileInfo info;
+  info.path = where;
+  info.bytes = size;
+  const std::string& path = where;
+  auto read_at = [&](void* buf, uint64_t n, uint64_t at) {
+    auto* p = static_cast<char*>(buf);
+    while (n > 0) {
+      const ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset + at));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      p += r;
+      n -= uint64_t(r);
+      at += uint64_t(r);
+    }
+    return true;
+  };
   try {
-    std::error_code ec;
-    const uint64_t size = fs::file_size(path, ec);
-    if (ec) fail_file(path, "cannot stat: " + ec.message());
-    info.bytes = size;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail_file(path, std::string("cannot open: ") + std::strerror(errno));
     uint8_t len[8];
-    if (size < 8 || !in.read(reinterpret_cast<char*>(len), 8))
+    if (size < 8 || !read_at(len, 8, 0))
       fail_file(path, "truncated: " + std::to_string(size) + " bytes");
     uint64_t header_len = 0;
     for (int i = 0; i < 8; ++i) header_len |= static_cast<uint64_t>(len[i]) << (8 * i);
@@ -135,8 +162,7 @@ StoreFileInfo inspect_store_file(const std::string& path,
       fail_file(path, "header length " + std::to_string(header_len) + " runs past the end of the " +
                           std::to_string(size) + "-byte file (truncated or not safetensors)");
     std::string text(header_len, '\0');
-    if (!in.read(text.data(), static_cast<std::streamsize>(header_len)))
-      fail_file(path, "cannot read the header");
+    if (!read_at(text.data(), header_len, 8)) fail_file(path, "cannot read the header");
     json header;
     try {
       header = json::parse(text);
@@ -203,22 +229,41 @@ void write_store_file(const std::string& store_dir, const std::string& id,
   weights::save_safetensors(store_file_path(store_dir, id), tensors, meta);
 }
 
-std::vector<StoreFileInfo> scan_store(const std::string& store_dir) {
+std::vector<std::string> list_loose_ids(const std::string& store_dir) {
   if (!fs::is_directory(store_dir)) fail_file(store_dir, "feature store folder does not exist");
-  std::vector<StoreFileInfo> out;
+  std::vector<std::string> out;
+  const size_t n = std::strlen(kSuffix);
   std::error_code ec;
-  for (fs::directory_iterator it(store_dir, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    // Temp files of atomic writes are "<id>.safetensors.tmp.<pid>.<n>": not store files.
-    if (name.size() <= std::strlen(kSuffix) ||
-        name.compare(name.size() - std::strlen(kSuffix), std::string::npos, kSuffix) != 0)
-      continue;
-    out.push_back(inspect_store_file(it->path().string()));
+  // Recursive: ids may hold a '/' (a manifest's sub-folders). Temp files of atomic writes are
+  // "<id>.safetensors.tmp.<pid>.<n>": not store files.
+  for (fs::recursive_directory_iterator it(store_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string rel = it->path().lexically_relative(store_dir).generic_string();
+    if (rel.size() <= n || rel.compare(rel.size() - n, std::string::npos, kSuffix) != 0) continue;
+    out.push_back(rel.substr(0, rel.size() - n));
   }
   if (ec) fail_file(store_dir, "cannot list: " + ec.message());
-  std::sort(out.begin(), out.end(),
-            [](const StoreFileInfo& a, const StoreFileInfo& b) { return a.id < b.id; });
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> find_temp_files(const std::string& store_dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(store_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+    if (it->path().filename().string().find(".tmp.") != std::string::npos)
+      out.push_back(it->path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<StoreFileInfo> scan_store(const std::string& store_dir) {
+  std::vector<StoreFileInfo> out;
+  for (const std::string& id : list_loose_ids(store_dir)) {
+    out.push_back(inspect_store_file(store_file_path(store_dir, id)));
+    out.back().id = id;
+  }
   return out;
 }
 
@@ -288,40 +333,6 @@ std::vector<FailureRecord> read_failures(const std::string& store_dir) {
     }
   }
   return out;
-}
-
-VerifyReport verify_store(const std::string& store_dir, const Manifest& manifest,
-                          const std::vector<std::string>& required) {
-  if (!fs::is_directory(store_dir)) fail_file(store_dir, "feature store folder does not exist");
-  VerifyReport r;
-  std::set<std::string> failed_ids;
-  for (const auto& f : read_failures(store_dir)) failed_ids.insert(f.id);
-  std::set<std::string> listed;
-  for (const auto& v : manifest.videos) {
-    listed.insert(v.id);
-    ++r.expected;
-    const std::string path = store_file_path(store_dir, v.id);
-    if (!fs::exists(path)) {
-      ++r.missing;
-      r.missing_ids.push_back(v.id);
-      if (failed_ids.count(v.id)) ++r.failed_recorded;
-      continue;
-    }
-    const StoreFileInfo info = inspect_store_file(path, required);
-    if (info.ok) {
-      ++r.complete;
-    } else {
-      ++r.corrupt;
-      r.corrupt_files.emplace_back(v.id, info.error);
-    }
-  }
-  std::error_code ec;
-  for (fs::directory_iterator it(store_dir, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (it->path().extension() == kSuffix && !listed.count(it->path().stem().string())) ++r.extra;
-  }
-  return r;
 }
 
 void write_npy(const std::string& path, const torch::Tensor& tensor) {

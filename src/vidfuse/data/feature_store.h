@@ -62,9 +62,23 @@ struct StoreFileInfo {
 StoreFileInfo inspect_store_file(const std::string& path,
                                  const std::vector<std::string>& required = {});
 
+// The same check of a file's bytes at [offset, offset + size) of an open file (a packed shard's
+// member); `where` names it in errors.
+StoreFileInfo inspect_store_entry(const std::string& where, int fd, uint64_t offset, uint64_t size,
+                                  const std::vector<std::string>& required = {});
+
 // Atomic write of one video's features.
 void write_store_file(const std::string& store_dir, const std::string& id,
                       const weights::TensorMap& tensors, const weights::Metadata& metadata);
+
+// The ids of every `<id>.safetensors` of a loose store (sorted), from one directory listing:
+// no file is opened or stat'ed. Temp files are not listed.
+std::vector<std::string> list_loose_ids(const std::string& store_dir);
+
+// Temp files that killed writers left in the store folder: names of the form `<name>.tmp.<...>`
+// (core/atomic_file's temp names), sorted. A stand-in until core/atomic_file exposes its own
+// finder (issue 29).
+std::vector<std::string> find_temp_files(const std::string& store_dir);
 
 // Every `*.safetensors` of the store, inspected (sorted by id). Temp files are ignored.
 std::vector<StoreFileInfo> scan_store(const std::string& store_dir);
@@ -84,17 +98,32 @@ void append_failure(const std::string& store_dir, const FailureRecord& record);
 // Every record (the latest per id last); malformed lines are skipped.
 std::vector<FailureRecord> read_failures(const std::string& store_dir);
 
-// The store against a manifest.
+// The store (loose or packed, told apart with no flag) against a manifest.
 struct VerifyReport {
+  bool packed = false;
   int64_t expected = 0, complete = 0, missing = 0, corrupt = 0;
   int64_t failed_recorded = 0;  // missing videos that failures.jsonl explains
-  int64_t extra = 0;            // files for ids the manifest does not list
+  int64_t extra = 0;            // files (entries) for ids the manifest does not list
   std::vector<std::string> missing_ids;
   std::vector<std::pair<std::string, std::string>> corrupt_files;  // id, error
-  bool ok() const { return missing == 0 && corrupt == 0; }
+  // Store-level damage, each naming the shard (and entry): a missing or truncated shard, an index
+  // that disagrees with its shard, ids listed twice, shards of two recipes, a shard the index
+  // does not list.
+  std::vector<std::string> problems;
+  // Full check only (the data are read): NaN/inf values, tensors whose shape differs from the
+  // store's (the most common one per tensor) or whose dtype differs from the recipe's.
+  std::vector<std::pair<std::string, std::string>> nonfinite;   // where, tensor
+  std::vector<std::pair<std::string, std::string>> odd_shapes;  // where, what differs
+  // Temp files killed writers left (reported, not counted against the store).
+  std::vector<std::string> stale_temps;
+  bool ok() const {
+    return missing == 0 && corrupt == 0 && problems.empty() && nonfinite.empty() &&
+           odd_shapes.empty();
+  }
 };
+// `full`: read every video's data (finite values, shapes, dtypes), not only the headers.
 VerifyReport verify_store(const std::string& store_dir, const Manifest& manifest,
-                          const std::vector<std::string>& required = {});
+                          const std::vector<std::string>& required = {}, bool full = true);
 
 // A 64-bit FNV-1a hash: video-to-shard assignment and weight fingerprints (stable across machines
 // and builds, unlike std::hash).

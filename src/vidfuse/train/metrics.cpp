@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/data/batch_loader.h"
 
 namespace vidfuse::train {
 
@@ -113,7 +114,9 @@ Metrics evaluate(models::FusionModel& model, const data::Dataset& data, const Ev
     const size_t end = std::min(shard.size(), begin + size_t(o.batch_size));
     data::Batch b =
         data::load_batch(data, std::vector<int64_t>(shard.begin() + begin, shard.begin() + end));
-    acc.add(model->forward(b.input.to(o.device)), b.labels);
+    acc.add(model->forward(
+                data::to_device(b.input, o.device, model->parameters().front().scalar_type())),
+            b.labels);
   }
   if (o.dist) acc.all_reduce(*o.dist);
   if (was_training) model->train();

@@ -262,6 +262,14 @@ std::string render_html_report(const ReportInputs& in) {
     row("last train step", std::to_string(last_train->value("step", int64_t(0))));
     if (last_train->contains("loss"))
       row("last train loss", fmt((*last_train)["loss"].get<double>()));
+    // Share of the steps spent waiting for data over the whole run (0: the loader kept up).
+    double wait = 0, windows = 0;
+    for (const auto& r : in.log)
+      if (r.value("type", "") == "train" && r.contains("data_wait")) {
+        wait += r["data_wait"].get<double>();
+        windows += 1;
+      }
+    if (windows > 0) row("data wait (share of step time)", fmt(100 * wait / windows) + " %");
   }
   o << "</table>\n<h2>Learning curves</h2>\n";
 
@@ -278,6 +286,9 @@ std::string render_html_report(const ReportInputs& in) {
   o << line_chart("Accuracy", acc, "step");
   o << line_chart("Learning rate", series_of(in.log, "train", {{"lr", "lr"}}, "", train_colors),
                   "step");
+  auto wait = series_of(in.log, "train", {{"data_wait", "data wait"}}, "", train_colors);
+  if (!wait.empty() && !wait.front().x.empty())
+    o << line_chart("Data wait (share of step time)", wait, "step");
 
   if (in.metrics && in.metrics->confusion.defined() && in.metrics->num_classes > 0) {
     o << "<h2>Per-class accuracy</h2>\n" << per_class_chart(*in.metrics, in.class_names);

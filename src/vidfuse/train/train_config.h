@@ -31,6 +31,8 @@ struct DataConfig {
   nlohmann::json extract = nlohmann::json::object();
   data::VideoAugment augment;
   std::string bad_videos = "skip";
+  int64_t readers = 0;   // threads reading store samples (0: half the cores, 2 to 16)
+  int64_t prefetch = 4;  // batches read ahead of the step (bounds the loader's memory)
 
   template <class V>
   void fields(V& v) {
@@ -56,6 +58,13 @@ struct DataConfig {
     v(field("bad_videos", bad_videos, "--source videos, train split: what an unreadable video does")
           .one_of({"skip", "error"})
           .flag("--bad-videos"));
+    v(field("readers", readers, "Threads reading training samples")
+          .flag("--readers")
+          .at_least(0)
+          .note("0 = half the cores"));
+    v(field("prefetch", prefetch, "Batches read ahead of the training step")
+          .flag("--prefetch")
+          .at_least(1));
   }
 };
 

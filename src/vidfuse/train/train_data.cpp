@@ -29,8 +29,9 @@ std::shared_ptr<const data::Dataset> open_split(const DataConfig& data,
   if (data.store.empty())
     throw Error("data.store is not set: train from a feature store written by `vidfuse extract`");
   auto manifest = data::read_manifest(manifest_path, data.videos);
+  // Features stay in their stored dtype (fp16/bf16) until the trainer casts them on the device.
   auto set = std::make_shared<data::StoreDataset>(data.store, manifest, streams != "motion",
-                                                  streams != "semantic");
+                                                  streams != "semantic", /*stored_dtype=*/true);
   if (set->size() == 0)
     throw Error(data.store + ": none of the " + std::to_string(manifest.videos.size()) + " " +
                 split + " videos of " + manifest_path +

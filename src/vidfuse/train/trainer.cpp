@@ -11,6 +11,7 @@
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/data/batch_loader.h"
 #include "vidfuse/train/report.h"
 #include "vidfuse/train/train_data.h"
 #include "vidfuse/weights/safetensors.h"
@@ -217,8 +218,9 @@ void Trainer::train_step(const data::Batch& batch) {
   const int64_t K = config_.model.num_classes;
   check_labels(batch.labels, K, "train set");
   model_->train();
-  auto input = batch.input.to(device_);
-  auto labels = batch.labels.to(device_);
+  // Stored fp16/bf16 features are cast on the device (CPU: the same float32 values as before).
+  auto input = data::to_device(batch.input, device_);
+  auto labels = batch.labels.to(device_, /*non_blocking=*/batch.labels.is_pinned());
   const double eps = config_.label_smoothing;
   auto targets = torch::nn::functional::one_hot(labels, K).to(torch::kFloat) * (1 - eps) + eps / K;
   if (config_.mixup_alpha > 0 && uniform01(mixup_rng_) < config_.mixup_prob) {
@@ -336,16 +338,23 @@ TrainSummary Trainer::fit(int64_t stop_at_step) {
   const int64_t stop = stop_at_step < 0 ? total : std::min(stop_at_step, total);
   const bool has_val = val_ && val_->size() > 0;
   last_log_time_ = now_seconds();
-  // Loads the next batch on a background thread while the current one trains.
-  auto launch = [this](int64_t s) {
-    return std::async(std::launch::async,
-                      [this, idx = batch_indices(s)] { return data::load_batch(*train_, idx); });
+  // Readers load the next batches in parallel while the current one trains (bounded prefetch);
+  // on CUDA they collate into pinned memory so the copies to the device do not block.
+  data::BatchLoaderOptions lo;
+  lo.readers = static_cast<int>(config_.data.readers);
+  lo.prefetch = static_cast<int>(config_.data.prefetch);
+  lo.pin_memory = device_.is_cuda();
+  data::BatchLoader loader(train_, lo);
+  int64_t scheduled = step_;
+  auto fill = [&] {
+    while (scheduled < stop && !loader.full()) loader.schedule(batch_indices(scheduled++));
   };
-  std::future<data::Batch> next;
-  if (step_ < stop) next = launch(step_);
+  fill();
   while (step_ < stop) {
-    data::Batch batch = next.get();
-    if (step_ + 1 < stop) next = launch(step_ + 1);
+    double waited = 0;
+    data::Batch batch = loader.next(&waited);
+    running_.data_wait_s += waited;
+    fill();
     const double lr = schedule_.lr(step_);
     set_learning_rate(*optimizer_, lr);
     train_step(batch);
@@ -368,7 +377,9 @@ TrainSummary Trainer::fit(int64_t stop_at_step) {
               {"loss", summary_.train_loss},
               {"acc", summary_.train_acc},
               {"grad_norm", s[2].item<double>() / n},
-              {"samples_per_s", running_.samples / std::max(1e-9, t - last_log_time_)}});
+              {"samples_per_s", running_.samples / std::max(1e-9, t - last_log_time_)},
+              // Share of the window the steps waited for data (the loader's idle share).
+              {"data_wait", running_.data_wait_s / std::max(1e-9, t - last_log_time_)}});
       running_ = Running{};
       last_log_time_ = t;
     }

@@ -75,6 +75,7 @@ class Trainer {
  private:
   struct Running {
     double loss = 0, acc = 0, grad_norm = 0;
+    double data_wait_s = 0;  // time the step waited for its batch
     int64_t steps = 0, samples = 0;
   };
   std::vector<int64_t> batch_indices(int64_t step);

@@ -45,12 +45,24 @@ torch::ScalarType dtype_from_name(const std::string& name) {
   throw Error("unknown safetensors dtype '" + name + "'");
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path), file_(path) {
-  const size_t size = file_.size();
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  file_.emplace(path);
+  parse_(file_->data(), file_->size());
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& name, torch::Tensor bytes)
+    : path_(name), bytes_(std::move(bytes)) {
+  if (bytes_.scalar_type() != torch::kUInt8 || bytes_.dim() != 1 || !bytes_.is_contiguous() ||
+      !bytes_.device().is_cpu())
+    throw Error(name + ": SafetensorsFile wants the file as a contiguous 1-D uint8 CPU tensor");
+  parse_(bytes_.data_ptr<uint8_t>(), static_cast<size_t>(bytes_.numel()));
+}
+
+void SafetensorsFile::parse_(const uint8_t* bytes, const size_t size) {
+  const std::string& path = path_;
   if (size < 8)
     fail_file(path, "truncated safetensors file: " + std::to_string(size) +
                         " bytes, shorter than the 8-byte header length");
-  const uint8_t* bytes = file_.data();
   const uint64_t header_len = read_le_u64(bytes);
   if (header_len > kMaxHeaderBytes || header_len > size - 8)
     fail_file(path, "header length " + std::to_string(header_len) + " runs past the end of the " +
@@ -142,6 +154,16 @@ torch::Tensor SafetensorsFile::get(const std::string& name, bool zero_copy) cons
   const TensorInfo& i = info(name);
   // from_blob wants a non-const pointer; the mapping is private and never written through.
   auto* ptr = const_cast<uint8_t*>(data_ + i.begin);
+  if (bytes_.defined() && zero_copy) {
+    const size_t offset = static_cast<size_t>(ptr - bytes_.data_ptr<uint8_t>());
+    // A view of the in-memory file shares (and keeps alive) its storage; a tensor not aligned to
+    // its element size cannot be viewed, and is copied.
+    if ((static_cast<size_t>(bytes_.storage_offset()) + offset) % c10::elementSize(i.dtype) == 0)
+      return bytes_.narrow(0, static_cast<int64_t>(offset), static_cast<int64_t>(i.end - i.begin))
+          .view(i.dtype)
+          .view(i.shape);
+    zero_copy = false;
+  }
   torch::Tensor view = torch::from_blob(ptr, i.shape, torch::TensorOptions().dtype(i.dtype));
   return zero_copy ? view : view.clone();
 }

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,10 @@ struct TensorInfo {
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);
+  // A safetensors file already in memory (a member of a packed store's shard): `bytes` is a 1-D
+  // uint8 CPU tensor holding exactly the file; `name` stands for the file in errors. Tensors from
+  // `get(name, /*zero_copy=*/true)` alias `bytes` and keep it alive.
+  SafetensorsFile(const std::string& name, torch::Tensor bytes);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -43,9 +48,12 @@ class SafetensorsFile {
   torch::Tensor get(const std::string& name, bool zero_copy = false) const;
 
  private:
+  void parse_(const uint8_t* bytes, size_t size);
+
   std::string path_;
-  MappedFile file_;
-  const uint8_t* data_ = nullptr;  // start of the data section
+  std::optional<MappedFile> file_;  // the mapping, when read from a path
+  torch::Tensor bytes_;             // the whole file, when given in memory
+  const uint8_t* data_ = nullptr;   // start of the data section
   std::map<std::string, TensorInfo> infos_;
   Metadata metadata_;
 };
