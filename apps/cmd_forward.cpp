@@ -9,6 +9,7 @@
 #include "i3d_commands.h"
 #include "model_kind.h"
 #include "vidfuse/core/device.h"
+#include "vidfuse/core/error.h"
 #include "vidfuse/models/dinov3.h"
 #include "vidfuse/weights/checkpoint.h"
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "prediction_output.h"
 #include "vidfuse/api/motion_extractor.h"
 #include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
@@ -31,28 +32,15 @@ int run_i3d_predict(const I3DPredictArgs& a) {
               << "-class head, not Kinetics-400's: classes are shown by index\n";
   int status = 0;
   for (const auto& video : a.videos) {
-    nlohmann::json out = {{"video", video}};
+    std::vector<ClassScore> top;
+    std::string error;
     try {
-      const MotionFeatures f = i3d.video(video);
-      nlohmann::json top = nlohmann::json::array();
-      const auto best = i3d.top_k(f.logits, a.top_k);  // kept: the loop reads its first row
-      for (const ClassScore& c : best[0])
-        top.push_back({{"class", c.index}, {"name", c.name}, {"score", c.score}});
-      out["top"] = top;
+      top = i3d.top_k(i3d.video(video).logits, a.top_k).at(0);
     } catch (const Error& e) {
+      error = e.what();
       status = 1;
-      out["error"] = e.what();
     }
-    if (a.json) {
-      std::cout << out.dump() << "\n";
-    } else if (out.contains("error")) {
-      std::cerr << "vidfuse: error: " << out["error"].get<std::string>() << "\n";
-    } else {
-      std::printf("%s\n", video.c_str());
-      for (const auto& c : out["top"])
-        std::printf("  %6.2f%%  %s\n", 100 * c["score"].get<double>(),
-                    c["name"].get<std::string>().c_str());
-    }
+    cli::print_prediction(video, top, error, a.json);
   }
   return status;
 }

@@ -8,13 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "prediction_output.h"
 #include "vidfuse/api/classifier.h"
 #include "vidfuse/core/device.h"
 
 namespace {
 
 using namespace vidfuse;
-using nlohmann::json;
 
 struct PredictFlags {
   std::string checkpoint, store, dinov3, i3d, device = "auto";
@@ -30,31 +30,10 @@ int run_predict(const PredictFlags& f) {
   options.dinov3 = f.dinov3;
   options.i3d = f.i3d;
   const Classifier classifier(f.checkpoint, options);
-  const auto& names = classifier.class_names();
   int status = 0;
   for (const Prediction& p : classifier.predict(f.videos, f.top_k)) {
-    json out = {{"video", p.video}};
-    if (!p.error.empty()) {
-      status = 1;
-      out["error"] = p.error;
-    } else {
-      json classes = json::array();
-      for (const ClassScore& c : p.top)
-        classes.push_back(
-            {{"class", c.index},
-             {"name", c.index < static_cast<int64_t>(names.size()) ? names[c.index] : ""},
-             {"score", c.score}});
-      out["top"] = classes;
-    }
-    if (f.json) {
-      std::cout << out.dump() << "\n";
-    } else if (out.contains("error")) {
-      std::cerr << "vidfuse: error: " << p.error << "\n";
-    } else {
-      std::printf("%s\n", p.video.c_str());
-      for (const ClassScore& c : p.top)
-        std::printf("  %6.2f%%  %s\n", 100 * c.score, c.name.c_str());
-    }
+    if (!p.error.empty()) status = 1;
+    cli::print_prediction(p.video, p.top, p.error, f.json);
   }
   return status;
 }

@@ -102,3 +102,16 @@ def test_model_errors(dataset, fixtures, tmp_path):
     result = model.predict([tmp_path / "missing.webm", dataset["video_files"][0]])
     assert str(tmp_path / "missing.webm") in result[0]["error"] and result[0]["top"] == []
     assert result[1]["error"] is None and len(result[1]["top"]) == 4
+
+
+def test_store_dataset_reads_a_packed_store_as_the_loose_one(dataset, tmp_path):
+    packed = tmp_path / "packed"
+    run_cli("store", "pack", dataset["store"], packed)
+    loose = vidfuse.StoreDataset(dataset["store"], dataset["manifest"], dataset["videos"])
+    shards = vidfuse.StoreDataset(packed, dataset["manifest"], dataset["videos"])
+    assert len(shards) == len(loose)
+    for i in range(len(loose)):
+        a, b = loose[i], shards[i]
+        assert a["id"] == b["id"] and a["label"] == b["label"]
+        for name in ("semantic", "semantic_cls", "motion"):
+            assert torch.equal(a[name], b[name])

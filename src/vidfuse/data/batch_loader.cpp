@@ -173,6 +173,7 @@ void BatchLoader::schedule(std::vector<int64_t> indices) {
       try {
         if (p->direct) {
           p->batch.labels = torch::tensor(p->labels, torch::kLong);
+          p->batch.indices = p->indices;  // errors about the batch name its samples
           if (pin) p->batch.labels = p->batch.labels.pin_memory();
           p->done.set_value(std::move(p->batch));
           return;

@@ -47,6 +47,7 @@ class StoreDataset : public Dataset {
   const std::string& store_dir() const { return store_dir_; }
   // Where sample `index`'s bytes live (a file, or a shard and member), for messages.
   std::string where(int64_t index) const;
+  std::string sample_name(int64_t index) const override { return where(index); }
   const StoreReader& reader() const { return *reader_; }
 
  private:
