@@ -12,6 +12,7 @@
 
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/json_file.h"
+#include "vidfuse/core/quote.h"
 
 namespace vidfuse::data {
 
@@ -123,7 +124,8 @@ class VideoLocator {
     if (fs::path(p).is_absolute()) return p;
     for (const auto& d : dirs_) {
       const fs::path candidate = d / p;
-      if (fs::exists(candidate)) return candidate.string();
+      std::error_code ec;  // a name too long to exist is not there, not an error
+      if (fs::exists(candidate, ec)) return candidate.string();
     }
     return (dirs_.front() / p).string();
   }
@@ -174,7 +176,7 @@ void check_unique_ids(const Manifest& m, const std::string& path,
     if (id.empty()) fail_file(path, where[i] + ": empty video id");
     auto [it, fresh] = seen.emplace(id, i);
     if (!fresh)
-      fail_file(path, where[i] + ": duplicate video id '" + id + "' (first at " +
+      fail_file(path, where[i] + ": duplicate video id " + quoted_short(id) + " (first at " +
                           where[it->second] + ")");
   }
 }
@@ -218,17 +220,17 @@ std::map<std::string, int64_t> read_ssv2_labels(const std::string& path,
     if (v.is_number_integer())
       idx = v.get<int64_t>();
     else if (!v.is_string() || !parse_int(v.get<std::string>(), idx))
-      fail_file(path, "class '" + k + "': index is not an integer");
+      fail_file(path, "class " + quoted_short(k) + ": index is not an integer");
     if (idx < 0 || idx >= static_cast<int64_t>(j.size()))
-      fail_file(path, "class '" + k + "': index " + std::to_string(idx) + " outside [0, " +
-                          std::to_string(j.size()) + ")");
+      fail_file(path, "class " + quoted_short(k) + ": index " + std::to_string(idx) +
+                          " outside [0, " + std::to_string(j.size()) + ")");
     map[k] = idx;
   }
   names.assign(map.size(), "");
   for (const auto& [k, idx] : map) {
     if (!names[idx].empty())
-      fail_file(path,
-                "classes '" + names[idx] + "' and '" + k + "' share index " + std::to_string(idx));
+      fail_file(path, "classes " + quoted_short(names[idx]) + " and " + quoted_short(k) +
+                          " share index " + std::to_string(idx));
     names[idx] = k;
   }
   return map;
@@ -258,7 +260,7 @@ Manifest read_ssv2(const std::string& path, const std::string& videos_dir) {
       id = std::to_string(e["id"].get<int64_t>());
     else
       fail_file(path, at + ": \"id\" is neither a string nor an integer");
-    at += " (id " + id + ")";
+    at += " (id " + quoted_short(id) + ")";
     VideoEntry v;
     v.id = id;
     v.path = locate.by_stem(id, ".webm");
@@ -270,7 +272,8 @@ Manifest read_ssv2(const std::string& path, const std::string& videos_dir) {
       const std::string key = ssv2_label_of_template(e["template"].get<std::string>());
       auto it = labels.find(key);
       if (it == labels.end())
-        fail_file(path, at + ": template '" + key + "' is not a class in " + labels_path.string());
+        fail_file(path, at + ": template " + quoted_short(key) + " is not a class in " +
+                            labels_path.string());
       v.label = it->second;
     }
     m.videos.push_back(std::move(v));
@@ -320,7 +323,8 @@ Manifest read_kinetics(const std::string& path, const std::vector<std::string>& 
         if (pos != f[c].size() || s < 0) throw std::invalid_argument("");
         return static_cast<int64_t>(s);
       } catch (const std::exception&) {
-        fail_file(path, at + ": " + header[c] + " '" + f[c] + "' is not a time in seconds");
+        fail_file(path, at + ": " + quoted_short(header[c]) + " " + quoted_short(f[c]) +
+                            " is not a time in seconds");
       }
     };
     char buf[64];
@@ -369,7 +373,8 @@ Manifest read_list(const std::string& path, const std::vector<std::string>& line
       if (c_label >= 0 && c_label < static_cast<int>(f.size())) label = f[c_label];
     } else {
       // A path may contain spaces: when the whole line names an existing file, it is the path.
-      if (f.size() > 1 && fs::exists(locate.by_path(line))) f = {line};
+      std::error_code ec;
+      if (f.size() > 1 && fs::exists(locate.by_path(line), ec)) f = {line};
       if (f.size() > 3)
         fail_file(path, at + ": expected 'path', 'path label' or 'path frames label', got " +
                             std::to_string(f.size()) + " fields");
@@ -383,7 +388,7 @@ Manifest read_list(const std::string& path, const std::vector<std::string>& line
     if (!csv && !label.empty()) {
       int64_t idx;
       if (!parse_int(label, idx) || idx < -1)
-        fail_file(path, at + ": label '" + label + "' is not a class index");
+        fail_file(path, at + ": label " + quoted_short(label) + " is not a class index");
     }
     m.videos.push_back(std::move(v));
     labels.push_back(label);
