@@ -134,7 +134,8 @@ void fuzz(const std::string& parser, uint64_t seed, const std::string& base, boo
       ++rejected;
       const std::string msg = e.what();
       if (msg.find(name) == std::string::npos) ADD_FAILURE() << where << ": unnamed: " << msg;
-      if (msg.size() > 4000) ADD_FAILURE() << where << ": " << msg.size() << "-byte message";
+      if (msg.size() > 4000)
+        ADD_FAILURE() << where << ": " << msg.size() << "-byte message: " << msg.substr(0, 300);
     } catch (const std::exception& e) {
       ADD_FAILURE() << where << ": not a vidfuse::Error: " << e.what();
     }

@@ -41,7 +41,10 @@ nlohmann::json parse_json_text(std::string_view text, const std::string& where) 
   try {
     return nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::exception& e) {
-    fail_file(where, std::string("not valid JSON: ") + e.what());
+    // nlohmann quotes the token it stopped at, which may be a megabyte-long string.
+    std::string what = e.what();
+    if (what.size() > 300) what = what.substr(0, 300) + "…";
+    fail_file(where, "not valid JSON: " + what);
   }
 }
 

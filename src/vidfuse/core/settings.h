@@ -159,7 +159,7 @@ struct Field {
   T parse(const std::string& name, const std::string& where) const {
     for (const auto& [v, n] : names)
       if (n == name) return v;
-    throw Error(where + ": " + key + " \"" + name + "\" is not one of " + name_list(", "));
+    throw Error(where + ": " + key + " " + show(name) + " is not one of " + name_list(", "));
   }
   std::string name_list(const char* sep) const {
     std::string out;
