@@ -19,6 +19,7 @@
 #include "vidfuse/models/dinov3.h"
 #include "vidfuse/models/fusion.h"
 #include "vidfuse/models/fusion_config.h"
+#include "vidfuse/models/i3d.h"
 #include "vidfuse/weights/safetensors.h"
 
 using namespace vidfuse;
@@ -196,6 +197,17 @@ TEST(HostileDinoV3, ForwardCommandNamesTheInputFile) {
   EXPECT_NE(log.find(dir / "empty.safetensors"), std::string::npos) << log;
   EXPECT_NE(log.find("hold no images"), std::string::npos) << log;
   EXPECT_FALSE(fs::exists(dir / "out.safetensors"));
+}
+
+TEST(HostileI3D, EmptyBatchIsRefusedWithTheRule) {
+  models::I3DConfig config;
+  config.width = 0.125;  // small and quick; the checks do not depend on the width
+  models::InceptionI3d model(config);
+  model->eval();
+  torch::InferenceMode guard;
+  EXPECT_THROW_WITH(model->forward(torch::zeros({0, 3, 9, 193, 193})), "[0, 3, 9, 193, 193]",
+                    "B >= 1");
+  EXPECT_THROW_WITH(model->forward(torch::zeros({1, 3, 0, 224, 224})), "T >= 9");
 }
 
 TEST(HostileFusion, EmptyInputsAreRefused) {
