@@ -54,6 +54,13 @@ std::string error_of(F&& f) {
   return "";
 }
 
+// A safetensors file of `header` and no data: the 8-byte little-endian length, then the header.
+std::string safetensors_of(const std::string& header) {
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(header.size() >> (8 * i));
+  return bytes + header;
+}
+
 std::string nested(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
 // A DINOv3 directory: the tiny-mlp fixture's weights (linked, not copied) and `config`.
@@ -108,10 +115,8 @@ TEST(HostileJson, DeepNestingIsRefusedNamingTheFile) {
 
 TEST(HostileJson, DeepSafetensorsHeaderIsRefused) {
   ScratchDir dir;
-  const std::string header = "{\"__metadata__\": " + nested(100000) + "}";
-  std::string bytes(8, '\0');
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(header.size() >> (8 * i));
-  write_text(dir / "deep.safetensors", bytes + header);
+  write_text(dir / "deep.safetensors",
+             safetensors_of("{\"__metadata__\": " + nested(100000) + "}"));
   EXPECT_THROW_WITH(weights::SafetensorsFile(dir / "deep.safetensors"), dir / "deep.safetensors",
                     "header", "nested deeper");
 }
@@ -121,11 +126,9 @@ TEST(HostileJson, DeepSafetensorsHeaderIsRefused) {
 TEST(HostileSafetensors, ElementBytesThatWrapAreRefused) {
   ScratchDir dir;
   // F64 [2^31, 2^30]: 2^61 elements x 8 bytes wrapped to 0 and matched the empty data section.
-  const std::string header =
-      R"({"a":{"dtype":"F64","shape":[2147483648,1073741824],"data_offsets":[0,0]}})";
-  std::string bytes(8, '\0');
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(header.size() >> (8 * i));
-  write_text(dir / "wrap.safetensors", bytes + header);
+  write_text(dir / "wrap.safetensors",
+             safetensors_of(
+                 R"({"a":{"dtype":"F64","shape":[2147483648,1073741824],"data_offsets":[0,0]}})"));
   EXPECT_THROW_WITH(weights::load_safetensors(dir / "wrap.safetensors"), dir / "wrap.safetensors",
                     "tensor 'a'", "more bytes than a 64-bit size can count");
 }
