@@ -30,6 +30,11 @@ int forward_dinov3(const ForwardArgs& a) {
   weights::SafetensorsFile in(a.input);
   if (!in.contains("pixel_values"))
     fail_file(a.input, "has no tensor 'pixel_values' (DINOv3 reads pixel_values [B,3,H,W])");
+  try {  // the shape is checked before anything is computed, and the error names the file
+    model->check_input(in.info("pixel_values").shape);
+  } catch (const Error& e) {
+    fail_file(a.input, e.what());
+  }
   torch::Tensor x = in.get("pixel_values").to(device, dtype);
   torch::InferenceMode guard;
   const auto start = std::chrono::steady_clock::now();

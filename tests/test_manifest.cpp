@@ -54,7 +54,7 @@ TEST(Manifest, SSv2ErrorsNameTheFileAndEntry) {
   write(d / "a.json", R"([{"id": "1", "template": "Holding [something]"}, {"template": "x"}])");
   EXPECT_THROW_WITH(data::read_manifest(d / "a.json"), d / "a.json", "entry 2", "missing \"id\"");
   write(d / "b.json", R"([{"id": "1", "template": "Dropping [something]"}])");
-  EXPECT_THROW_WITH(data::read_manifest(d / "b.json"), d / "b.json", "entry 1 (id 1)",
+  EXPECT_THROW_WITH(data::read_manifest(d / "b.json"), d / "b.json", "entry 1 (id '1')",
                     "Dropping something", "labels.json");
   write(d / "c.json", R"([{"id": "1"}, )");
   EXPECT_THROW_WITH(data::read_manifest(d / "c.json"), d / "c.json", "not valid JSON");

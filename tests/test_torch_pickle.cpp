@@ -2,6 +2,7 @@
 // the tensors of small_state_dict.safetensors; hand-built pickles and archives cover what the
 // fixtures do not (dtypes, devices, nesting, protocol-4 opcodes, zip64); damaged files must give a
 // vidfuse::Error naming the file, never a crash.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -523,6 +524,96 @@ TEST(TorchPickleZip, DataDescriptorsAndZip64) {
   expect_error(dir / "nodata.pt", "lacks the entry 'arc/data/0'");
   write_bytes(dir / "nopkl.pt", zip_archive({entries[1]}, true));
   expect_error(dir / "nopkl.pt", "no <name>/data.pkl");
+}
+
+// ---- hostile files: refused before anything large is allocated ----
+
+// A zip checkpoint of one tensor over a one-element storage.
+std::string zip_of(const TensorSpec& spec) {
+  TensorSpec t = spec;
+  t.legacy = false;
+  return zip_archive(
+      {{"arc/data.pkl", state_dict_pickle({{"x", t}})}, {"arc/data/0", storage_bytes(t.storage)}},
+      false);
+}
+
+TEST(TorchPickleHostile, BroadcastViewLargerThanTheFileIsRefused) {
+  ScratchDir dir;
+  // 2^40 elements with stride 0 over one float: a view that every copy would expand to 4 TiB.
+  write_bytes(dir / "huge.pt", zip_of({"0", torch::ones({1}), 0, {int64_t{1} << 40}, {0}}));
+  expect_error(dir / "huge.pt", "repeated strides would expand it past the file's");
+  // A small broadcast (what expand() saves) still reads.
+  write_bytes(dir / "small.pt", zip_of({"0", torch::ones({1}), 0, {3, 4}, {0, 0}}));
+  EXPECT_TRUE(
+      torch::equal(weights::read_torch_checkpoint(dir / "small.pt").at("x"), torch::ones({3, 4})));
+}
+
+TEST(TorchPickleHostile, ShapesThatOverflowAreRefused) {
+  ScratchDir dir;
+  // An empty dim beside dims whose product overflows int64: LibTorch's own check said only
+  // "Storage size calculation overflowed with sizes=[...]", naming no file.
+  const int64_t big = int64_t{1} << 62;
+  write_bytes(dir / "wrap.pt", zip_of({"0", torch::ones({1}), 0, {0, big, big}, {0, 0, 0}}));
+  expect_error(dir / "wrap.pt", "more elements than a 64-bit size can count");
+}
+
+TEST(TorchPickleHostile, PickleFloodsAreRefusedWithoutExhaustingMemory) {
+  // 4 MB of EMPTY_DICT: each opcode byte pushed a ~250-byte dict (5.2 GB for 20 MB), then a bare
+  // std::bad_alloc. The stack limit stops it after 64 Ki entries.
+  Pickle flood;
+  flood.proto(2).raw(std::string(4 << 20, '}')).stop();
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(read_or_reject("flood.pt", flood.bytes()), Outcome::Rejected);
+  try {
+    weights::read_torch_checkpoint_from_memory("flood.pt", flood.bytes());
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stack holds more than"), std::string::npos) << e.what();
+  }
+  // EMPTY_DICT, POP: nothing stays on the stack, but every dict is kept until the end (to break
+  // cycles). The memory budget (16 MiB + 64 bytes per input byte) stops it, here at ~50 MB.
+  Pickle churn;
+  churn.proto(2);
+  for (int i = 0; i < (1 << 18); ++i) churn.op('}').op('0');
+  churn.op('N').stop();
+  try {
+    weights::read_torch_checkpoint_from_memory("churn.pt", churn.bytes());
+    ADD_FAILURE() << "churn.pt read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("churn.pt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("MiB of objects"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));  // no hang
+}
+
+TEST(TorchPickleHostile, ManyTensorsStillRead) {
+  // 3000 tensors: the limits leave room for large state dicts.
+  std::vector<std::pair<std::string, TensorSpec>> entries;
+  const torch::Tensor s = torch::arange(24).to(torch::kFloat);
+  for (int i = 0; i < 3000; ++i) {
+    TensorSpec t{std::to_string(i), s, 0, {1, 2, 3, 4}, {24, 12, 4, 1}};
+    entries.emplace_back("blocks." + std::to_string(i) + ".attn.qkv.weight", t);
+  }
+  ScratchDir dir;
+  std::vector<std::pair<std::string, torch::Tensor>> storages;
+  for (int i = 0; i < 3000; ++i) storages.emplace_back(std::to_string(i), s);
+  write_bytes(dir / "many.pt", legacy_file(state_dict_pickle(entries), storages));
+  EXPECT_EQ(weights::read_torch_checkpoint(dir / "many.pt").size(), 3000u);
+}
+
+TEST(TorchPickleHostile, NonUtf8TensorNamesAreNamedNotPassedOn) {
+  // A Python 2 str key with a byte that is not UTF-8: nlohmann later failed on it with
+  // "[json.exception.type_error.316] invalid UTF-8 byte at index 7", naming no file.
+  ScratchDir dir;
+  const torch::Tensor s = torch::ones({2});
+  write_bytes(
+      dir / "latin1.pt",
+      legacy_file(state_dict_pickle({{"weight_\xe9x", {"0", s, 0, {2}, {1}}}}), {{"0", s}}));
+  expect_error(dir / "latin1.pt", "is not valid UTF-8");
+  try {
+    weights::read_torch_checkpoint(dir / "latin1.pt");
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'weight_\\xe9x'"), std::string::npos) << e.what();
+  }
 }
 
 // ---- vidfuse convert ----

@@ -104,9 +104,13 @@ std::string quoted_alternatives(const std::vector<std::string>& names);
 struct Range {
   std::optional<double> lo, hi;
   bool lo_open = false, hi_open = false;
+  // hi is a sanity bound (at_most): not part of the field's meaning, so describe() leaves it out
+  // and only a value above it is told "must be at most ...".
+  bool hi_is_sanity = false;
   bool contains(double x) const {
     return (!lo || (lo_open ? x > *lo : x >= *lo)) && (!hi || (hi_open ? x < *hi : x <= *hi));
   }
+  bool above_sanity(double x) const { return hi_is_sanity && hi && x > *hi; }
   std::string describe() const;  // "positive", ">= 1", "in [0, 1)"
 };
 
@@ -127,6 +131,11 @@ struct Field {
   Field& flag(const char* name) { return flag_name = name, *this; }
   Field& positive() { return range.lo = 0, range.lo_open = true, *this; }
   Field& at_least(double lo) { return range.lo = lo, range.lo_open = false, *this; }
+  // A sane upper bound: far above any real setting, low enough that a hostile config (depth
+  // 1e18) is refused before anything is sized by it.
+  Field& at_most(double hi) {
+    return range.hi = hi, range.hi_open = false, range.hi_is_sanity = true, *this;
+  }
   // [lo, hi) by default (probabilities, betas); closed = true for [lo, hi].
   Field& in(double lo, double hi, bool closed = false) {
     range.lo = lo, range.hi = hi, range.lo_open = false, range.hi_open = !closed;
@@ -150,7 +159,7 @@ struct Field {
   T parse(const std::string& name, const std::string& where) const {
     for (const auto& [v, n] : names)
       if (n == name) return v;
-    throw Error(where + ": " + key + " \"" + name + "\" is not one of " + name_list(", "));
+    throw Error(where + ": " + key + " " + show(name) + " is not one of " + name_list(", "));
   }
   std::string name_list(const char* sep) const {
     std::string out;
@@ -254,11 +263,13 @@ class FieldChecker {
   void operator()(const Field<T>& f) const {
     const T& v = *f.value;
     if constexpr (detail::is_number_v<T>) {
-      if (!f.range.contains(static_cast<double>(v))) fail_range(f, "");
+      if (!f.range.contains(static_cast<double>(v)))
+        fail_range(f, "", f.range.above_sanity(static_cast<double>(v)));
     } else if constexpr (detail::is_sequence<T>::value) {
       if constexpr (detail::is_number_v<typename T::value_type>)
         for (const auto& x : v)
-          if (!f.range.contains(static_cast<double>(x))) fail_range(f, " entries");
+          if (!f.range.contains(static_cast<double>(x)))
+            fail_range(f, " entries", f.range.above_sanity(static_cast<double>(x)));
     } else if constexpr (std::is_same_v<T, std::string>) {
       bool ok = f.choices.empty();
       for (const auto& c : f.choices) ok = ok || c == v;
@@ -279,9 +290,14 @@ class FieldChecker {
 
  private:
   template <class T>
-  [[noreturn]] void fail_range(const Field<T>& f, const char* entries) const {
-    throw Error(where_ + ": " + prefix_ + f.key + entries + " must be " + f.range.describe() +
-                (f.range_note ? std::string(" (") + f.range_note + ")" : std::string()) + ", got " +
+  [[noreturn]] void fail_range(const Field<T>& f, const char* entries, bool too_large) const {
+    Range upper;  // "<= 256": the sanity bound alone
+    upper.hi = f.range.hi;
+    const std::string rule =
+        too_large ? upper.describe() + " (a sanity bound)"
+                  : f.range.describe() +
+                        (f.range_note ? std::string(" (") + f.range_note + ")" : std::string());
+    throw Error(where_ + ": " + prefix_ + f.key + entries + " must be " + rule + ", got " +
                 show(value_json(f)));
   }
   std::string where_, prefix_;

@@ -18,6 +18,7 @@
 
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/json_file.h"
 #include "vidfuse/data/store_schema.h"
 
 namespace vidfuse::data {
@@ -165,7 +166,7 @@ StoreFileInfo inspect_store_entry(const std::string& where, int fd, uint64_t off
     if (!read_at(text.data(), header_len, 8)) fail_file(path, "cannot read the header");
     json header;
     try {
-      header = json::parse(text);
+      header = parse_json_text(text, path + ": header");
     } catch (const json::exception& e) {
       fail_file(path, std::string("header is not valid JSON: ") + e.what());
     }

@@ -13,6 +13,7 @@
 
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/json_file.h"
+#include "vidfuse/core/quote.h"
 
 namespace vidfuse::data {
 
@@ -176,7 +177,7 @@ void check_unique_ids(const Manifest& m, const std::string& path,
     if (id.empty()) fail_file(path, where[i] + ": empty video id");
     auto [it, fresh] = seen.emplace(id, i);
     if (!fresh)
-      fail_file(path, where[i] + ": duplicate video id '" + id + "' (first at " +
+      fail_file(path, where[i] + ": duplicate video id " + quoted_short(id) + " (first at " +
                           where[it->second] + ")");
   }
 }
@@ -220,17 +221,17 @@ std::map<std::string, int64_t> read_ssv2_labels(const std::string& path,
     if (v.is_number_integer())
       idx = v.get<int64_t>();
     else if (!v.is_string() || !parse_int(v.get<std::string>(), idx))
-      fail_file(path, "class '" + k + "': index is not an integer");
+      fail_file(path, "class " + quoted_short(k) + ": index is not an integer");
     if (idx < 0 || idx >= static_cast<int64_t>(j.size()))
-      fail_file(path, "class '" + k + "': index " + std::to_string(idx) + " outside [0, " +
-                          std::to_string(j.size()) + ")");
+      fail_file(path, "class " + quoted_short(k) + ": index " + std::to_string(idx) +
+                          " outside [0, " + std::to_string(j.size()) + ")");
     map[k] = idx;
   }
   names.assign(map.size(), "");
   for (const auto& [k, idx] : map) {
     if (!names[idx].empty())
-      fail_file(path,
-                "classes '" + names[idx] + "' and '" + k + "' share index " + std::to_string(idx));
+      fail_file(path, "classes " + quoted_short(names[idx]) + " and " + quoted_short(k) +
+                          " share index " + std::to_string(idx));
     names[idx] = k;
   }
   return map;
@@ -260,7 +261,7 @@ Manifest read_ssv2(const std::string& path, const std::string& videos_dir) {
       id = std::to_string(e["id"].get<int64_t>());
     else
       fail_file(path, at + ": \"id\" is neither a string nor an integer");
-    at += " (id " + id + ")";
+    at += " (id " + quoted_short(id) + ")";
     VideoEntry v;
     v.id = id;
     v.path = locate.by_stem(id, ".webm");
@@ -272,7 +273,8 @@ Manifest read_ssv2(const std::string& path, const std::string& videos_dir) {
       const std::string key = ssv2_label_of_template(e["template"].get<std::string>());
       auto it = labels.find(key);
       if (it == labels.end())
-        fail_file(path, at + ": template '" + key + "' is not a class in " + labels_path.string());
+        fail_file(path, at + ": template " + quoted_short(key) + " is not a class in " +
+                            labels_path.string());
       v.label = it->second;
     }
     m.videos.push_back(std::move(v));
@@ -326,8 +328,8 @@ Manifest read_kinetics(const std::string& path, const std::vector<std::string>& 
           throw std::invalid_argument("");
         return static_cast<int64_t>(s);
       } catch (const std::exception&) {
-        fail_file(path, at + ": " + header[c] + " '" + f[c].substr(0, 40) +
-                            "' is not a time in seconds (a finite number from 0 to a year)");
+        fail_file(path, at + ": " + quoted_short(header[c]) + " " + quoted_short(f[c]) +
+                            " is not a time in seconds (a finite number from 0 to a year)");
       }
     };
     char buf[64];
@@ -391,7 +393,7 @@ Manifest read_list(const std::string& path, const std::vector<std::string>& line
     if (!csv && !label.empty()) {
       int64_t idx;
       if (!parse_int(label, idx) || idx < -1)
-        fail_file(path, at + ": label '" + label + "' is not a class index");
+        fail_file(path, at + ": label " + quoted_short(label) + " is not a class index");
     }
     m.videos.push_back(std::move(v));
     labels.push_back(label);

@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/shape_text.h"
 #include "vidfuse/models/attention.h"
 #include "vidfuse/weights/checkpoint.h"
 #include "vidfuse/weights/state_dict.h"
@@ -245,16 +246,23 @@ void DinoV3ViTImpl::fused_layer_forward_(const FusedLayer& f, const DinoV3Layer&
   x.add_(f.down(u));  // residual + ls2 * down_proj (ls folded)
 }
 
+void DinoV3ViTImpl::check_input(torch::IntArrayRef sizes) const {
+  if (sizes.size() != 4 || sizes[1] != config_.num_channels)
+    throw Error("DINOv3 expects pixel_values [B, " + std::to_string(config_.num_channels) +
+                ", H, W], got " + shape_text(sizes));
+  // An empty batch would reach a division by the batch size in the fused layers (SIGFPE).
+  if (sizes[0] < 1) throw Error("DINOv3 pixel_values " + shape_text(sizes) + " hold no images");
+  const int64_t p = config_.patch_size;
+  if (sizes[2] < p || sizes[3] < p)
+    throw Error("DINOv3 pixel_values " + shape_text(sizes) + " are smaller than one " +
+                std::to_string(p) + "x" + std::to_string(p) + " patch");
+}
+
 DinoV3Output DinoV3ViTImpl::forward(const torch::Tensor& pixel_values,
                                     const std::vector<int64_t>& intermediate_layers) {
-  if (pixel_values.dim() != 4 || pixel_values.size(1) != config_.num_channels)
-    throw Error("DINOv3 expects pixel_values [B, " + std::to_string(config_.num_channels) +
-                ", H, W], got " + c10::str(pixel_values.sizes()));
+  check_input(pixel_values.sizes());
   const int64_t p = config_.patch_size;
   const int64_t gh = pixel_values.size(2) / p, gw = pixel_values.size(3) / p;
-  if (gh == 0 || gw == 0)
-    throw Error("DINOv3 input " + c10::str(pixel_values.sizes()) + " is smaller than one " +
-                std::to_string(p) + "x" + std::to_string(p) + " patch");
   const int64_t num_layers = config_.num_hidden_layers;
   std::vector<int64_t> wanted;
   for (int64_t i : intermediate_layers) {
@@ -361,21 +369,24 @@ weights::TensorMap dinov3_canonical_names(const weights::TensorMap& in) {
 }
 
 DinoV3Config dinov3_config_from_weights(const weights::TensorMap& s) {
-  auto need = [&](const std::string& k) -> const torch::Tensor& {
+  auto need = [&](const std::string& k, int64_t rank) -> const torch::Tensor& {
     auto it = s.find(k);
     if (it == s.end()) throw Error("cannot infer the DINOv3 config: no tensor '" + k + "'");
+    if (it->second.dim() != rank)
+      throw Error("cannot infer the DINOv3 config: tensor '" + k + "' has shape " +
+                  shape_text(it->second) + ", expected " + std::to_string(rank) + " dims");
     return it->second;
   };
   DinoV3Config c;
-  c.hidden_size = need("embeddings.cls_token").size(-1);
-  c.patch_size = need("embeddings.patch_embeddings.weight").size(-1);
-  c.num_channels = need("embeddings.patch_embeddings.weight").size(1);
+  c.hidden_size = need("embeddings.cls_token", 3).size(-1);
+  c.patch_size = need("embeddings.patch_embeddings.weight", 4).size(-1);
+  c.num_channels = need("embeddings.patch_embeddings.weight", 4).size(1);
   c.num_register_tokens =
-      s.count("embeddings.register_tokens") ? s.at("embeddings.register_tokens").size(1) : 0;
+      s.count("embeddings.register_tokens") ? need("embeddings.register_tokens", 3).size(1) : 0;
   int64_t layers = 0;
   while (s.count("layer." + std::to_string(layers) + ".norm1.weight")) ++layers;
   c.num_hidden_layers = layers;
-  c.intermediate_size = need("layer.0.mlp.up_proj.weight").size(0);
+  c.intermediate_size = need("layer.0.mlp.up_proj.weight", 2).size(0);
   c.use_gated_mlp = s.count("layer.0.mlp.gate_proj.weight") > 0;
   c.hidden_act = c.use_gated_mlp ? "silu" : "gelu";
   // Every released variant uses 64-wide heads except 7B (128).
@@ -389,18 +400,57 @@ DinoV3Config dinov3_config_from_weights(const weights::TensorMap& s) {
   return c;
 }
 
+// The shapes a config gives the tensors that size the model, checked against the checkpoint
+// before the model is built: a config.json claiming intermediate_size 2e6 would otherwise
+// allocate gigabytes of parameters only for the strict load to refuse them. With every layer's
+// large matrices checked, the model built is no larger than the checkpoint holds.
+void check_config_fits_weights(const DinoV3Config& c, const weights::TensorMap& s,
+                               const std::string& config_source, const std::string& weights_path) {
+  auto expect = [&](const std::string& key, std::vector<int64_t> shape) {
+    auto it = s.find(key);
+    if (it == s.end())
+      fail_file(config_source, "describes a tensor " + key + " of shape " + shape_text(shape) +
+                                   " that the weights (" + weights_path + ") do not have");
+    if (it->second.sizes() != c10::IntArrayRef(shape))
+      fail_file(config_source, "gives " + key + " the shape " + shape_text(shape) +
+                                   ", but in the weights (" + weights_path + ") it is " +
+                                   shape_text(it->second) +
+                                   " (hidden_size, intermediate_size, patch_size, "
+                                   "num_channels or num_register_tokens disagree)");
+  };
+  const int64_t h = c.hidden_size, p = c.patch_size;
+  expect("embeddings.patch_embeddings.weight", {h, c.num_channels, p, p});
+  expect("embeddings.cls_token", {1, 1, h});
+  if (c.num_register_tokens > 0)
+    expect("embeddings.register_tokens", {1, c.num_register_tokens, h});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string l = "layer." + std::to_string(i) + ".";
+    expect(l + "attention.q_proj.weight", {h, h});
+    expect(l + "mlp.up_proj.weight", {c.intermediate_size, h});
+    expect(l + "mlp.down_proj.weight", {h, c.intermediate_size});
+  }
+}
+
 DinoV3ViT load_dinov3(const std::string& path, torch::ScalarType dtype) {
   if (dtype == torch::kFloat16)
     throw Error(path +
                 ": DINOv3 is not run in fp16: its activations overflow the fp16 range; use "
                 "bf16 (same speed on hardware that has it) or fp32");
   namespace fs = std::filesystem;
-  weights::TensorMap state = dinov3_canonical_names(weights::read_checkpoint(path));
+  weights::TensorMap raw = weights::read_checkpoint(path);
+  weights::TensorMap state;
+  try {
+    state = dinov3_canonical_names(raw);
+  } catch (const c10::Error& e) {  // a reshape of a malformed original-naming tensor
+    fail_file(path, std::string("malformed DINOv3 tensors: ") + e.what_without_backtrace());
+  }
+  raw.clear();
   const fs::path config_path = fs::is_directory(path)
                                    ? fs::path(path) / "config.json"
                                    : fs::path(path).parent_path() / "config.json";
+  const bool from_file = fs::exists(config_path) && fs::is_directory(path);
   DinoV3Config config;
-  if (fs::exists(config_path) && fs::is_directory(path)) {
+  if (from_file) {
     config = DinoV3Config::from_file(config_path.string());
   } else {
     try {
@@ -409,6 +459,7 @@ DinoV3ViT load_dinov3(const std::string& path, torch::ScalarType dtype) {
       fail_file(path, std::string("not a DINOv3 checkpoint: ") + e.what());
     }
   }
+  check_config_fits_weights(config, state, from_file ? config_path.string() : path, path);
   DinoV3ViT model(config);
   weights::load_state_dict(*model, state, {/*strict=*/true, path});
   model->to(dtype);

@@ -90,6 +90,9 @@ class DinoV3ViTImpl : public torch::nn::Module {
   // `intermediate_layers` are layer indices (negative counts from the end).
   DinoV3Output forward(const torch::Tensor& pixel_values,
                        const std::vector<int64_t>& intermediate_layers = {});
+  // Throws vidfuse::Error naming the shape unless `sizes` is [B >= 1, C, H >= patch, W >= patch];
+  // forward() checks it before any kernel runs.
+  void check_input(torch::IntArrayRef sizes) const;
 
   // Inference fast path for a frozen model: one fused q|k|v GEMM with the attention scale folded
   // into q, and the layer scales folded into o_proj and down_proj. Call again after changing

@@ -1,10 +1,13 @@
 #include "vidfuse/models/dinov3_config.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/json_file.h"
+#include "vidfuse/core/quote.h"
 
 namespace vidfuse::models {
 
@@ -14,6 +17,25 @@ void DinoV3Config::validate(const std::string& source) const {
       intermediate_size <= 0 || patch_size <= 0 || num_channels <= 0 || num_register_tokens < 0)
     bad("sizes must be positive (hidden_size, num_hidden_layers, num_attention_heads, "
         "intermediate_size, patch_size, num_channels; num_register_tokens >= 0)");
+  // Upper bounds far above every released variant (7B: hidden 4096, MLP 8192, 40 layers, patch
+  // 16), so that a hostile config.json is refused before its model is allocated.
+  auto at_most = [&](const char* key, int64_t value, int64_t hi) {
+    if (value > hi)
+      bad(std::string(key) + " " + std::to_string(value) + " is out of range (at most " +
+          std::to_string(hi) + ")");
+  };
+  at_most("hidden_size", hidden_size, 16384);
+  at_most("num_hidden_layers", num_hidden_layers, 1024);
+  at_most("num_attention_heads", num_attention_heads, 1024);
+  at_most("intermediate_size", intermediate_size, 131072);
+  at_most("patch_size", patch_size, 1024);
+  at_most("num_channels", num_channels, 64);
+  at_most("num_register_tokens", num_register_tokens, 1024);
+  if (!(layer_norm_eps > 0 && std::isfinite(layer_norm_eps)))
+    bad("layer_norm_eps must be a positive number, got " + std::to_string(layer_norm_eps));
+  if (!(rope_theta > 0 && std::isfinite(rope_theta)))
+    bad("rope_theta must be a positive number, got " + std::to_string(rope_theta));
+  if (!std::isfinite(layerscale_value)) bad("layerscale_value must be finite");
   if (hidden_size % num_attention_heads != 0)
     bad("hidden_size " + std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
         std::to_string(num_attention_heads));
@@ -21,14 +43,30 @@ void DinoV3Config::validate(const std::string& source) const {
     bad("head dim " + std::to_string(head_dim()) + " must be a multiple of 4 for 2-D RoPE");
   if (hidden_act != "gelu" && hidden_act != "silu" && hidden_act != "relu" &&
       hidden_act != "gelu_pytorch_tanh" && hidden_act != "swiglu")
-    bad("unsupported hidden_act '" + hidden_act + "' (gelu, silu, relu, gelu_pytorch_tanh)");
+    bad("unsupported hidden_act " + quoted_short(hidden_act) +
+        " (gelu, silu, relu, gelu_pytorch_tanh)");
 }
 
 DinoV3Config DinoV3Config::from_json(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_object())
+    fail_file(source, std::string("expected a JSON object, got ") + j.type_name());
   DinoV3Config c;
   try {
     auto get = [&](const char* key, auto& field) {
-      if (j.contains(key) && !j[key].is_null()) j.at(key).get_to(field);
+      if (!j.contains(key) || j[key].is_null()) return;
+      const nlohmann::json& v = j.at(key);
+      // nlohmann converts 1e300 to int64_t with a cast whose result is undefined: refuse it.
+      if constexpr (std::is_same_v<std::decay_t<decltype(field)>, int64_t>)
+        if (!v.is_number_integer() &&
+            !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+              std::fabs(v.get<double>()) < 9.0e18))
+          fail_file(source, std::string("\"") + key + "\" must be an integer, got " +
+                                quoted_short(v.is_string() ? v.get<std::string>() : v.dump()));
+      try {
+        v.get_to(field);
+      } catch (const nlohmann::json::exception& e) {
+        fail_file(source, std::string("\"") + key + "\" has the wrong type: " + e.what());
+      }
     };
     get("hidden_size", c.hidden_size);
     get("num_hidden_layers", c.num_hidden_layers);
@@ -52,8 +90,8 @@ DinoV3Config DinoV3Config::from_json(const nlohmann::json& j, const std::string&
   }
   if (j.contains("model_type") && j["model_type"].is_string() &&
       j["model_type"].get<std::string>().rfind("dinov3", 0) != 0)
-    fail_file(source, "model_type is '" + j["model_type"].get<std::string>() +
-                          "', not a DINOv3 ViT (dinov3_vit)");
+    fail_file(source, "model_type is " + quoted_short(j["model_type"].get<std::string>()) +
+                          ", not a DINOv3 ViT (dinov3_vit)");
   if (c.hidden_act == "swiglu") c.hidden_act = "silu";
   c.validate(source);
   return c;

@@ -297,6 +297,9 @@ void FusionModelImpl::check_input(const FusionInput& in) const {
     if (in.semantic.size(4) != c.semantic_dim)
       fail("semantic features have " + std::to_string(in.semantic.size(4)) +
            " channels, the config expects semantic_dim " + std::to_string(c.semantic_dim));
+    if (in.semantic.numel() == 0)
+      fail("semantic features " + shape_text(in.semantic) +
+           " are empty (a batch, frame count or grid of 0)");
     B = in.semantic.size(0);
     if (c.use_cls) {
       if (!in.semantic_cls.defined())
@@ -318,6 +321,9 @@ void FusionModelImpl::check_input(const FusionInput& in) const {
     if (in.motion.size(1) != c.motion_dim)
       fail("motion features have " + std::to_string(in.motion.size(1)) +
            " channels, the config expects motion_dim " + std::to_string(c.motion_dim));
+    if (in.motion.numel() == 0)
+      fail("motion features " + shape_text(in.motion) +
+           " are empty (a batch, frame count or grid of 0)");
     if (B >= 0 && in.motion.size(0) != B)
       fail("semantic and motion batch sizes differ: " + std::to_string(B) + " vs " +
            std::to_string(in.motion.size(0)));

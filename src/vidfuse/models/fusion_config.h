@@ -65,32 +65,37 @@ struct FusionConfig {
   void fields(V& v) {
     using settings::field;
     v(field("arch", arch, "Network").named(kFusionArchs, arch_name).flag("--arch"));
-    v(field("semantic_dim", semantic_dim, "Semantic feature channels").positive());
-    v(field("motion_dim", motion_dim, "Motion feature channels").positive());
+    v(field("semantic_dim", semantic_dim, "Semantic feature channels").positive().at_most(65536));
+    v(field("motion_dim", motion_dim, "Motion feature channels").positive().at_most(65536));
     v(field("semantic_grid", semantic_grid, "Semantic grid the position tables are sized for")
-          .positive());
+          .positive()
+          .at_most(4096));
     v(field("motion_grid", motion_grid, "Motion grid the position tables are sized for")
-          .positive());
+          .positive()
+          .at_most(4096));
     v(field("use_cls", use_cls, "Add one CLS token per frame to the semantic tokens if present"));
     v(field("semantic_pool", semantic_pool, "k x k average pooling of the patch grid")
           .at_least(1)
+          .at_most(64)
           .note("1 = no pooling"));
     v(field("standardize_inputs", standardize_inputs,
             "Standardise input channels with the training set's statistics"));
-    v(field("width", width, "Fusion width").flag("--width").positive());
-    v(field("depth", depth, "Cross-attention layers").flag("--depth").at_least(0));
-    v(field("heads", heads, "Attention heads").positive());
-    v(field("mlp_ratio", mlp_ratio, "Feed-forward width / width").positive());
+    v(field("width", width, "Fusion width").flag("--width").positive().at_most(65536));
+    v(field("depth", depth, "Cross-attention layers").flag("--depth").at_least(0).at_most(256));
+    v(field("heads", heads, "Attention heads").positive().at_most(1024));
+    v(field("mlp_ratio", mlp_ratio, "Feed-forward width / width").positive().at_most(64));
     v(field("bidirectional", bidirectional, "Motion tokens also attend to semantic tokens"));
-    v(field("pool_queries", pool_queries, "Queries of each attentive pooler").at_least(1));
+    v(field("pool_queries", pool_queries, "Queries of each attentive pooler")
+          .at_least(1)
+          .at_most(4096));
     v(field("joint_pool", joint_pool,
             "fusion arch: one pooler over all fused tokens instead of one per stream"));
     v(field("dropout", dropout, "On residual branches and inside the feed-forward blocks")
           .in(0, 1));
     v(field("attn_dropout", attn_dropout, "On attention probabilities").in(0, 1));
     v(field("head_dropout", head_dropout, "Before the classifier").in(0, 1));
-    v(field("num_classes", num_classes, "Classes").at_least(2));
-    v(field("layer_norm_eps", layer_norm_eps, "LayerNorm epsilon").positive());
+    v(field("num_classes", num_classes, "Classes").at_least(2).at_most(1 << 20));
+    v(field("layer_norm_eps", layer_norm_eps, "LayerNorm epsilon").positive().at_most(1));
   }
 
   // Throws vidfuse::Error("<where>: ...") naming the first inconsistent field.

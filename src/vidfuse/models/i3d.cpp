@@ -255,7 +255,7 @@ void InceptionI3dImpl::check_input(torch::IntArrayRef sizes) const {
   if (!ok)
     throw Error("I3D input of shape " + shape_text(sizes) + ": expected [B, " +
                 std::to_string(config_.in_channels) +
-                ", T, H, W] with T >= " + std::to_string(kI3DMinFrames) +
+                ", T, H, W] with B >= 1, T >= " + std::to_string(kI3DMinFrames) +
                 " frames and H, W >= " + std::to_string(kI3DMinSize) + " pixels");
 }
 

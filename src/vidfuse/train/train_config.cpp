@@ -19,8 +19,8 @@ void TrainConfig::validate(const std::string& where) const {
       torch::Device d(device);
       (void)d;
     } catch (const c10::Error&) {
-      throw Error(where + ": device \"" + device +
-                  "\" is not a device (use \"auto\", \"cpu\" or \"cuda[:N]\")");
+      throw Error(where + ": device " + settings::show(device) +
+                  " is not a device (use \"auto\", \"cpu\" or \"cuda[:N]\")");
     }
   }
   require(data.extract.is_object(), "data.extract must be a JSON object (extract.json keys)");

@@ -11,6 +11,7 @@
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/json_file.h"
 #include "vidfuse/data/batch_loader.h"
 #include "vidfuse/train/report.h"
 #include "vidfuse/train/train_data.h"
@@ -41,8 +42,9 @@ void read_checkpoint_metadata(const weights::SafetensorsFile& file, const std::s
     fail_file(path, "checkpoint version " + meta("version") + " is not supported (expected " +
                         kCheckpointVersion + ")");
   try {
-    config = nlohmann::json::parse(meta("config"));
-    state = nlohmann::json::parse(meta("state"));
+    // Depth-bounded: a checkpoint's metadata is as untrusted as any file.
+    config = parse_json_text(meta("config"), path + ": metadata 'config'");
+    state = parse_json_text(meta("state"), path + ": metadata 'state'");
   } catch (const nlohmann::json::exception& e) {
     fail_file(path, std::string("corrupt checkpoint metadata: ") + e.what());
   }
@@ -523,7 +525,8 @@ TrainedModel load_trained_model(const std::string& path) {
   const auto names = file.metadata().find("class_names");
   if (names != file.metadata().end()) {
     try {
-      out.class_names = nlohmann::json::parse(names->second).get<std::vector<std::string>>();
+      out.class_names = parse_json_text(names->second, path + ": metadata 'class_names'")
+                            .get<std::vector<std::string>>();
     } catch (const nlohmann::json::exception& e) {
       fail_file(path, std::string("corrupt class_names metadata: ") + e.what());
     }

@@ -6,6 +6,7 @@
 
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/json_file.h"
+#include "vidfuse/core/quote.h"
 #include "vidfuse/weights/torch_pickle.h"
 
 namespace vidfuse::weights {
@@ -25,7 +26,7 @@ TensorMap read_hf_directory(const std::string& dir) {
   std::map<std::string, std::vector<std::string>> by_shard;
   for (auto& [name, shard] : j["weight_map"].items()) {
     if (!shard.is_string())
-      fail_file(index.string(), "weight_map['" + name + "'] is not a file name");
+      fail_file(index.string(), "weight_map[" + quoted_short(name) + "] is not a file name");
     by_shard[shard.get<std::string>()].push_back(name);
   }
   TensorMap out;
@@ -33,7 +34,7 @@ TensorMap read_hf_directory(const std::string& dir) {
     SafetensorsFile file((root / shard).string());
     for (const auto& name : names) {
       if (!file.contains(name))
-        fail_file(file.path(), "index says it holds '" + name + "' but it does not");
+        fail_file(file.path(), "index says it holds " + quoted_short(name) + " but it does not");
       out.emplace(name, file.get(name));
     }
   }

@@ -1,5 +1,7 @@
 #include "vidfuse/weights/pickle_vm.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -195,7 +197,15 @@ Unpickler::~Unpickler() {
   }
 }
 
+void Unpickler::charge(size_t bytes) {
+  used_ += bytes;
+  if (used_ > budget_)
+    throw PickleError("builds more than " + std::to_string(budget_ >> 20) +
+                      " MiB of objects, far more than its size allows a real checkpoint");
+}
+
 ValuePtr Unpickler::make(Kind kind) {
+  charge(sizeof(Value) + 32);  // the value and its shared_ptr control block
   auto v = std::make_shared<Value>();
   v->kind = kind;
   if (is_container(kind)) arena_.push_back(v);
@@ -205,6 +215,10 @@ ValuePtr Unpickler::make(Kind kind) {
 ValuePtr Unpickler::load(const uint8_t* data, size_t size, const std::string& part,
                          size_t* consumed) {
   Reader in(data, size);
+  // Legacy files pass everything after the previous pickle, storages included: generous, and
+  // still bounded by what the file holds.
+  budget_ = kBudgetBase + kBudgetPerByte * std::min<size_t>(size, SIZE_MAX / (2 * kBudgetPerByte));
+  used_ = 0;
   std::vector<ValuePtr> stack;
   std::vector<size_t> marks;
   std::unordered_map<uint64_t, ValuePtr> memo;
@@ -227,18 +241,29 @@ ValuePtr Unpickler::load(const uint8_t* data, size_t size, const std::string& pa
     if (marks.empty()) throw PickleError("no MARK on the stack");
     const size_t m = marks.back();
     marks.pop_back();
+    charge((stack.size() - m) * 2 * sizeof(ValuePtr));  // moved into a container
     std::vector<ValuePtr> items(std::make_move_iterator(stack.begin() + m),
                                 std::make_move_iterator(stack.end()));
     stack.resize(m);
     return items;
   };
   auto scalar = [&](Kind k) { return make(k); };
+  // Ints, None and bools are immutable (no opcode or hook changes a scalar), so one value per
+  // number is shared: a state dict repeats a few sizes and strides thousands of times.
+  std::unordered_map<int64_t, ValuePtr> ints;
   auto make_int = [&](int64_t v) {
-    auto r = scalar(Kind::Int);
-    r->integer = v;
+    ValuePtr& r = ints[v];
+    if (!r) {
+      charge(64);  // the cache node
+      r = scalar(Kind::Int);
+      r->integer = v;
+    }
     return r;
   };
+  const ValuePtr none = scalar(Kind::None), yes = scalar(Kind::Bool), no = scalar(Kind::Bool);
+  yes->boolean = true;
   auto make_str = [&](Kind k, std::string s) {
+    charge(s.size());
     auto r = scalar(k);
     r->str = std::move(s);
     return r;
@@ -275,6 +300,10 @@ ValuePtr Unpickler::load(const uint8_t* data, size_t size, const std::string& pa
     while (true) {
       op_pos = in.pos();
       if (in.done()) throw PickleError("truncated: ended before STOP");
+      // Every opcode pushes at most one entry (or one MARK), so checking here bounds both.
+      if (stack.size() + marks.size() >= kMaxStack)
+        throw PickleError("stack holds more than " + std::to_string(kMaxStack) +
+                          " entries; no pickle written by Python grows so deep");
       const uint8_t op = *in.take(1);
       switch (op) {
         case PROTO: {
@@ -304,13 +333,11 @@ ValuePtr Unpickler::load(const uint8_t* data, size_t size, const std::string& pa
           break;
 
         case NONE:
-          stack.push_back(scalar(Kind::None));
+          stack.push_back(none);
           break;
         case NEWTRUE:
         case NEWFALSE: {
-          auto v = scalar(Kind::Bool);
-          v->boolean = op == NEWTRUE;
-          stack.push_back(v);
+          stack.push_back(op == NEWTRUE ? yes : no);
           break;
         }
         case BININT:
@@ -401,6 +428,7 @@ ValuePtr Unpickler::load(const uint8_t* data, size_t size, const std::string& pa
           ValuePtr item = pop();
           ValuePtr& list = top();
           expect(list, Kind::List, "APPEND");
+          charge(2 * sizeof(ValuePtr));
           list->items.push_back(std::move(item));
           break;
         }
@@ -441,6 +469,7 @@ ValuePtr Unpickler::load(const uint8_t* data, size_t size, const std::string& pa
           ValuePtr key = pop();
           ValuePtr& dict = top();
           expect(dict, Kind::Dict, "SETITEM");
+          charge(4 * sizeof(ValuePtr));
           dict_set(*dict, std::move(key), std::move(value));
           break;
         }
@@ -454,12 +483,15 @@ ValuePtr Unpickler::load(const uint8_t* data, size_t size, const std::string& pa
         }
 
         case BINPUT:
+          charge(64);  // a memo node
           memo[in.uint(1)] = top();
           break;
         case LONG_BINPUT:
+          charge(64);
           memo[in.uint(4)] = top();
           break;
         case MEMOIZE: {
+          charge(64);
           const uint64_t idx = memo.size();
           memo[idx] = top();
           break;
@@ -508,6 +540,9 @@ ValuePtr Unpickler::load(const uint8_t* data, size_t size, const std::string& pa
     }
   } catch (const PickleError& e) {
     fail_file(file_, part + ": " + e.what() + " (opcode at byte " + std::to_string(op_pos) + ")");
+  } catch (const std::bad_alloc&) {
+    fail_file(file_, part + ": out of memory while unpickling (opcode at byte " +
+                         std::to_string(op_pos) + ")");
   }
 }
 

@@ -92,13 +92,28 @@ class Unpickler {
   ValuePtr load(const uint8_t* data, size_t size, const std::string& part,
                 size_t* consumed = nullptr);
 
-  // A new container value, owned by this unpickler (see Value).
+  // A new value; containers are owned by this unpickler (see Value). Counted against the memory
+  // budget of the pickle being loaded.
   ValuePtr make(Kind kind);
 
+  // Limits that keep hostile input from exhausting memory before it is refused. A pickle written
+  // by Python stays far below them: its pickler recurses (nesting < 1000 levels) and batches
+  // APPENDS/SETITEMS by 1000, so its stack holds a few thousand entries at most.
+  static constexpr size_t kMaxStack = 1 << 16;  // stack entries, MARKs included
+  // The values a pickle may build: a fixed allowance plus a multiple of its bytes. A real state
+  // dict's data.pkl builds ~25 bytes of values per byte (ints shared); a hostile one (a tuple per
+  // byte) up to ~250, and is refused at this budget with a clear error instead of a bad_alloc.
+  static constexpr size_t kBudgetBase = 16ull << 20;
+  static constexpr size_t kBudgetPerByte = 64;
+
  private:
+  // Counts `bytes` more of values against the budget; throws PickleError past it.
+  void charge(size_t bytes);
+
   PickleHooks& hooks_;
   std::string file_;
   std::vector<ValuePtr> arena_;  // every container ever made, to break cycles on destruction
+  size_t budget_ = kBudgetBase, used_ = 0;  // of the current load()
 };
 
 }  // namespace vidfuse::weights::pickle

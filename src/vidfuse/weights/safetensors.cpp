@@ -5,8 +5,11 @@
 #include <ostream>
 
 #include "vidfuse/core/atomic_file.h"
+#include "vidfuse/core/checked_math.h"
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/json_file.h"
 #include "vidfuse/core/mapped_file.h"
+#include "vidfuse/core/quote.h"
 
 namespace vidfuse::weights {
 
@@ -42,7 +45,7 @@ std::string dtype_name(torch::ScalarType dtype) {
 torch::ScalarType dtype_from_name(const std::string& name) {
   for (const auto& [n, type] : dtype_table())
     if (n == name) return type;
-  throw Error("unknown safetensors dtype '" + name + "'");
+  throw Error("unknown safetensors dtype " + quoted_short(name));
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
@@ -70,12 +73,8 @@ void SafetensorsFile::parse_(const uint8_t* bytes, const size_t size) {
   data_ = bytes + 8 + header_len;
   const size_t data_size = size - 8 - header_len;
 
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
-  } catch (const nlohmann::json::exception& e) {
-    fail_file(path, std::string("header is not valid JSON: ") + e.what());
-  }
+  const nlohmann::json header = parse_json_text(
+      std::string_view(reinterpret_cast<const char*>(bytes + 8), header_len), path + ": header");
   if (!header.is_object()) fail_file(path, "header is not a JSON object");
 
   std::vector<std::pair<std::pair<size_t, size_t>, std::string>> ranges;
@@ -83,12 +82,13 @@ void SafetensorsFile::parse_(const uint8_t* bytes, const size_t size) {
     if (name == "__metadata__") {
       if (!entry.is_object()) fail_file(path, "__metadata__ is not an object");
       for (auto& [k, v] : entry.items()) {
-        if (!v.is_string()) fail_file(path, "__metadata__['" + k + "'] is not a string");
+        if (!v.is_string())
+          fail_file(path, "__metadata__[" + quoted_short(k) + "] is not a string");
         metadata_[k] = v.get<std::string>();
       }
       continue;
     }
-    const std::string where = "tensor '" + name + "'";
+    const std::string where = "tensor " + quoted_short(name);
     if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") ||
         !entry.contains("data_offsets"))
       fail_file(path, where + ": entry needs dtype, shape and data_offsets");
@@ -102,15 +102,17 @@ void SafetensorsFile::parse_(const uint8_t* bytes, const size_t size) {
     const auto& shape = entry["shape"];
     const auto& offsets = entry["data_offsets"];
     if (!shape.is_array()) fail_file(path, where + ": shape is not an array");
-    uint64_t numel = 1;
     for (const auto& d : shape) {
-      if (!d.is_number_unsigned())
-        fail_file(path, where + ": shape has a non-integer or negative dim");
-      const uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && numel > (1ull << 62) / dim) fail_file(path, where + ": shape overflows");
-      numel *= dim;
-      info.shape.push_back(static_cast<int64_t>(dim));
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t{INT64_MAX})
+        fail_file(path, where + ": shape has a non-integer, negative or too large dim");
+      info.shape.push_back(static_cast<int64_t>(d.get<uint64_t>()));
     }
+    // Checked: elements x element size must not wrap before it is compared with the bytes held.
+    const std::optional<int64_t> nbytes =
+        checked_nbytes(info.shape, static_cast<int64_t>(c10::elementSize(info.dtype)));
+    if (!nbytes)
+      fail_file(path, where + ": shape " + c10::str(c10::IntArrayRef(info.shape)) +
+                          " has more bytes than a 64-bit size can count");
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
         !offsets[1].is_number_unsigned())
       fail_file(path, where + ": data_offsets must be two non-negative integers");
@@ -119,7 +121,7 @@ void SafetensorsFile::parse_(const uint8_t* bytes, const size_t size) {
       fail_file(path, where + ": data_offsets [" + std::to_string(begin) + ", " +
                           std::to_string(end) + ") out of range of the " +
                           std::to_string(data_size) + "-byte data section (truncated file?)");
-    const uint64_t expected = numel * c10::elementSize(info.dtype);
+    const uint64_t expected = static_cast<uint64_t>(*nbytes);
     if (end - begin != expected)
       fail_file(path, where + ": holds " + std::to_string(end - begin) + " bytes but shape " +
                           c10::str(c10::IntArrayRef(info.shape)) + " of " +
@@ -132,8 +134,8 @@ void SafetensorsFile::parse_(const uint8_t* bytes, const size_t size) {
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first.first < ranges[i - 1].first.second)
-      fail_file(path, "tensors '" + ranges[i - 1].second + "' and '" + ranges[i].second +
-                          "' overlap in the data section");
+      fail_file(path, "tensors " + quoted_short(ranges[i - 1].second) + " and " +
+                          quoted_short(ranges[i].second) + " overlap in the data section");
 }
 
 SafetensorsFile::~SafetensorsFile() = default;
@@ -146,7 +148,7 @@ std::vector<std::string> SafetensorsFile::keys() const {
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {
   auto it = infos_.find(name);
-  if (it == infos_.end()) fail_file(path_, "no tensor named '" + name + "'");
+  if (it == infos_.end()) fail_file(path_, "no tensor named " + quoted_short(name));
   return it->second;
 }
 
@@ -190,6 +192,14 @@ Metadata load_safetensors_metadata(const std::string& path) {
 }
 
 void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata) {
+  // JSON text must be UTF-8: say which name is not, rather than nlohmann's "byte at index 7".
+  for (const auto& [name, tensor] : tensors)
+    if (!is_valid_utf8(name))
+      fail_file(path, "cannot write tensor name " + quoted_short(name) +
+                          ": safetensors names must be valid UTF-8");
+  for (const auto& [k, v] : metadata)
+    if (!is_valid_utf8(k) || !is_valid_utf8(v))
+      fail_file(path, "cannot write metadata " + quoted_short(k) + ": not valid UTF-8");
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<torch::Tensor> contiguous;

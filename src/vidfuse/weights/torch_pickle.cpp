@@ -5,8 +5,10 @@
 #include <fstream>
 #include <set>
 
+#include "vidfuse/core/checked_math.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/mapped_file.h"
+#include "vidfuse/core/quote.h"
 #include "vidfuse/weights/pickle_vm.h"
 #include "vidfuse/weights/zip_reader.h"
 
@@ -118,8 +120,8 @@ class TorchHooks : public pickle::PickleHooks {
         hint = " (a TorchScript archive: save model.state_dict() with torch.save instead)";
       else if (module.rfind("torch.nn.modules", 0) == 0 || module.rfind("torch.nn", 0) == 0)
         hint = " (a whole pickled nn.Module: save model.state_dict() instead)";
-      throw PickleError("refuses the global '" + full + "': only state dicts of tensors are read" +
-                        hint);
+      throw PickleError("refuses the global " + quoted_short(full) +
+                        ": only state dicts of tensors are read" + hint);
     }
     auto v = vm->make(Kind::Global);
     v->str = module;
@@ -189,7 +191,7 @@ class TorchHooks : public pickle::PickleHooks {
     if (type == "module")
       throw PickleError(
           "the checkpoint pickles a whole nn.Module; save model.state_dict() instead");
-    if (type != "storage") throw PickleError("unknown persistent id type '" + type + "'");
+    if (type != "storage") throw PickleError("unknown persistent id type " + quoted_short(type));
     if (p.size() != 5 && p.size() != 6)
       throw PickleError("storage persistent id has " + std::to_string(p.size()) + " fields");
     if (!p[1]->is(Kind::Global) || !storage_dtypes().count(p[1]->name))
@@ -198,7 +200,7 @@ class TorchHooks : public pickle::PickleHooks {
     const std::string key = text_of(p[2], "storage key");
     text_of(p[3], "storage location");  // any device: everything is loaded to the CPU
     const int64_t numel = int_of(p[4], "storage size");
-    if (numel < 0) throw PickleError("storage '" + key + "' has a negative size");
+    if (numel < 0) throw PickleError("storage " + quoted_short(key) + " has a negative size");
 
     auto& root = storages[key];
     if (!root) {
@@ -207,7 +209,8 @@ class TorchHooks : public pickle::PickleHooks {
       root->dtype = dtype;
       root->numel = numel;
     } else if (root->dtype != dtype || root->numel != numel) {
-      throw PickleError("storage '" + key + "' is named with two different types or sizes");
+      throw PickleError("storage " + quoted_short(key) +
+                        " is named with two different types or sizes");
     }
     auto ref = std::make_shared<StorageRef>();
     ref->root = root;
@@ -215,12 +218,12 @@ class TorchHooks : public pickle::PickleHooks {
     if (p.size() == 6 && !p[5]->is(Kind::None)) {
       const auto& view = p[5];
       if (!view->is(Kind::Tuple) || view->items.size() != 3)
-        throw PickleError("storage '" + key + "' has malformed view metadata");
+        throw PickleError("storage " + quoted_short(key) + " has malformed view metadata");
       ref->offset = int_of(view->items[1], "storage view offset");
       ref->numel = int_of(view->items[2], "storage view size");
       if (ref->offset < 0 || ref->numel < 0 || ref->offset > numel ||
           ref->numel > numel - ref->offset)
-        throw PickleError("storage view lies outside storage '" + key + "'");
+        throw PickleError("storage view lies outside storage " + quoted_short(key));
     }
     auto v = vm->make(Kind::Object);
     v->name = "storage";
@@ -268,7 +271,7 @@ std::string describe_top_level(const pickle::Value& v) {
       break;
     }
     if (!keys.empty()) keys += ", ";
-    keys += k->is(Kind::String) ? "'" + k->str + "'" : pickle::kind_name(k->kind);
+    keys += k->is(Kind::String) ? quoted_short(k->str) : pickle::kind_name(k->kind);
   }
   return "a dict with keys [" + keys + "]";
 }
@@ -284,7 +287,12 @@ Refs collect_tensors(const std::string& path, const ValuePtr& root) {
               "holds no state dict of tensors (the pickle is " + describe_top_level(*root) + ")");
   Refs refs;
   for (const auto& [k, val] : sd->entries)
-    if (auto t = object_of<TensorRef>(val); t && k->is(Kind::String)) refs.emplace_back(k->str, t);
+    if (auto t = object_of<TensorRef>(val); t && k->is(Kind::String)) {
+      // torch.load decodes names as UTF-8 too; and only UTF-8 names can be written back out.
+      if (!is_valid_utf8(k->str))
+        fail_file(path, "tensor name " + quoted_short(k->str) + " is not valid UTF-8");
+      refs.emplace_back(k->str, t);
+    }
   return refs;
 }
 
@@ -294,37 +302,52 @@ void fill_storage(const std::string& path, StorageRecord& record, const uint8_t*
   const int64_t esize = static_cast<int64_t>(c10::elementSize(record.dtype));
   if (record.numel > static_cast<int64_t>(nbytes / esize) ||
       static_cast<uint64_t>(record.numel * esize) != nbytes)
-    fail_file(path, "storage '" + record.key + "' holds " + std::to_string(nbytes) +
+    fail_file(path, "storage " + quoted_short(record.key) + " holds " + std::to_string(nbytes) +
                         " bytes, but " + std::to_string(record.numel) + " elements of " +
                         c10::toString(record.dtype) + " were declared");
   if (record.dtype == torch::kBool)
     for (uint64_t i = 0; i < nbytes; ++i)
       if (bytes[i] > 1)
-        fail_file(path, "bool storage '" + record.key + "' holds a value other than 0/1");
+        fail_file(path,
+                  "bool storage " + quoted_short(record.key) + " holds a value other than 0/1");
   record.data = torch::empty({record.numel}, torch::TensorOptions().dtype(record.dtype));
   if (nbytes) std::memcpy(record.data.data_ptr(), bytes, nbytes);
 }
 
-TensorMap materialize(const std::string& path, const Refs& refs) {
+// `file_bytes`: the size of the whole file, the most a tensor read from it may expand to.
+TensorMap materialize(const std::string& path, const Refs& refs, uint64_t file_bytes) {
   TensorMap out;
   for (const auto& [name, t] : refs) {
     const StorageRecord& root = *t->storage.root;
+    const std::string tensor = "tensor " + quoted_short(name);
     if (!root.data.defined())
-      fail_file(path, "tensor '" + name + "': storage '" + root.key + "' has no data");
+      fail_file(path, tensor + ": storage " + quoted_short(root.key) + " has no data");
+    const std::optional<int64_t> numel = checked_numel(t->size);
+    if (!numel)
+      fail_file(path, tensor + " has shape " + c10::str(c10::IntArrayRef(t->size)) +
+                          ", more elements than a 64-bit size can count");
+    // A view may repeat elements (stride 0, as expand() saves), but one that would expand to
+    // more bytes than the whole file holds is refused before anything copies it.
+    const int64_t esize = static_cast<int64_t>(c10::elementSize(root.dtype));
+    const std::optional<int64_t> nbytes = checked_mul<int64_t>(*numel, esize);
+    if (*numel > t->storage.numel && (!nbytes || static_cast<uint64_t>(*nbytes) > file_bytes))
+      fail_file(path, tensor + " has shape " + c10::str(c10::IntArrayRef(t->size)) + " (" +
+                          std::to_string(*numel) + " elements) over a storage of " +
+                          std::to_string(t->storage.numel) +
+                          ": repeated strides would expand it past the file's " +
+                          std::to_string(file_bytes) + " bytes");
     // Every element the view can reach must lie inside its storage.
-    bool empty = false;
+    const bool empty = *numel == 0;
     int64_t last = 0;
     bool overflow = false;
     for (size_t d = 0; d < t->size.size(); ++d) {
-      if (t->size[d] == 0) empty = true;
       int64_t span = 0;
       overflow |= __builtin_mul_overflow(t->size[d] > 0 ? t->size[d] - 1 : 0, t->stride[d], &span);
       overflow |= __builtin_add_overflow(last, span, &last);
     }
     overflow |= __builtin_add_overflow(last, t->offset, &last);
     if (overflow || (!empty && last >= t->storage.numel))
-      fail_file(path,
-                "tensor '" + name + "' reaches past the end of its storage '" + root.key + "'");
+      fail_file(path, tensor + " reaches past the end of its storage " + quoted_short(root.key));
     if (empty) {
       out[name] = torch::empty(t->size, torch::TensorOptions().dtype(root.dtype));
       continue;
@@ -378,12 +401,12 @@ TensorMap read_zip(const std::string& path, const uint8_t* data, size_t size) {
     if (rec.data.defined()) continue;
     const ZipEntry* entry = zip.find(prefix + "data/" + rec.key);
     if (!entry)
-      fail_file(path, "zip archive lacks the entry '" + prefix + "data/" + rec.key +
-                          "' of tensor '" + name + "'");
+      fail_file(path, "zip archive lacks the entry " + quoted_short(prefix + "data/" + rec.key) +
+                          " of tensor " + quoted_short(name));
     const std::string_view bytes = zip.read(*entry);
     fill_storage(path, rec, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   }
-  return materialize(path, refs);
+  return materialize(path, refs, size);
 }
 
 TensorMap read_legacy(const std::string& path, const uint8_t* data, size_t size) {
@@ -420,24 +443,25 @@ TensorMap read_legacy(const std::string& path, const uint8_t* data, size_t size)
     const std::string& key = key_value->str;
     auto it = hooks.storages.find(key);
     if (it == hooks.storages.end())
-      fail_file(path, "storage '" + key + "' is listed but never used");
+      fail_file(path, "storage " + quoted_short(key) + " is listed but never used");
     StorageRecord& rec = *it->second;
-    if (size - pos < 8) fail_file(path, "truncated before the data of storage '" + key + "'");
+    if (size - pos < 8)
+      fail_file(path, "truncated before the data of storage " + quoted_short(key));
     uint64_t count = 0;
     for (int i = 7; i >= 0; --i) count = (count << 8) | data[pos + i];
     pos += 8;
     if (count != static_cast<uint64_t>(rec.numel))
-      fail_file(path, "storage '" + key + "' holds " + std::to_string(count) + " elements, " +
-                          std::to_string(rec.numel) + " were declared");
+      fail_file(path, "storage " + quoted_short(key) + " holds " + std::to_string(count) +
+                          " elements, " + std::to_string(rec.numel) + " were declared");
     const uint64_t esize = c10::elementSize(rec.dtype);
     if (count > (size - pos) / esize)
-      fail_file(path, "truncated inside the data of storage '" + key + "'");
-    if (rec.seen) fail_file(path, "storage '" + key + "' is listed twice");
+      fail_file(path, "truncated inside the data of storage " + quoted_short(key));
+    if (rec.seen) fail_file(path, "storage " + quoted_short(key) + " is listed twice");
     rec.seen = true;
     if (needed.count(&rec)) fill_storage(path, rec, data + pos, count * esize);
     pos += count * esize;
   }
-  return materialize(path, refs);
+  return materialize(path, refs, size);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <array>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/quote.h"
 
 namespace vidfuse::weights {
 
@@ -112,18 +113,19 @@ ZipReader::ZipReader(const uint8_t* data, size_t size, std::string path)
     const uint64_t next = extra_at + extra_len + comment_len;
     if (next > cd_end) fail("central directory entry " + std::to_string(i) + " overruns it");
     e.name.assign(reinterpret_cast<const char*>(data_ + name_at), name_len);
-    if (flags & 1) fail("entry '" + e.name + "' is encrypted");
+    if (flags & 1) fail("entry " + quoted_short(e.name) + " is encrypted");
 
     // Zip64 extended information: 8-byte values for whichever 32-bit fields are saturated.
     for (uint64_t x = extra_at; x + 4 <= extra_at + extra_len;) {
       const uint64_t id = field(x, 2), len = field(x + 2, 2);
       if (x + 4 + len > extra_at + extra_len)
-        fail("entry '" + e.name + "' has a malformed extra field");
+        fail("entry " + quoted_short(e.name) + " has a malformed extra field");
       if (id == 0x0001) {
         uint64_t p = x + 4;
         auto take64 = [&](uint64_t& v) {
           if (v != 0xffffffffu) return;
-          if (p + 8 > x + 4 + len) fail("entry '" + e.name + "' has a short zip64 extra field");
+          if (p + 8 > x + 4 + len)
+            fail("entry " + quoted_short(e.name) + " has a short zip64 extra field");
           v = field(p, 8);
           p += 8;
         };
@@ -134,17 +136,19 @@ ZipReader::ZipReader(const uint8_t* data, size_t size, std::string path)
       x += 4 + len;
     }
     if (e.method == 0 && csize != e.size)
-      fail("stored entry '" + e.name + "' has different compressed and uncompressed sizes");
+      fail("stored entry " + quoted_short(e.name) +
+           " has different compressed and uncompressed sizes");
 
     // The local header repeats name and extra (with its own lengths) before the data; its size
     // fields may be zero when a data descriptor follows, so the central directory's are used.
-    if (field(local, 4) != kLocalHeader) fail("entry '" + e.name + "' has no local header");
+    if (field(local, 4) != kLocalHeader)
+      fail("entry " + quoted_short(e.name) + " has no local header");
     const uint64_t data_at = local + kLocalSize + field(local + 26, 2) + field(local + 28, 2);
     if (data_at > size_ || csize > size_ - data_at)
-      fail("entry '" + e.name + "' lies past the end of the file (truncated?)");
+      fail("entry " + quoted_short(e.name) + " lies past the end of the file (truncated?)");
     e.data_offset = data_at;
     if (!by_name_.emplace(e.name, entries_.size()).second)
-      fail("entry '" + e.name + "' appears twice");
+      fail("entry " + quoted_short(e.name) + " appears twice");
     entries_.push_back(std::move(e));
     at = next;
   }
@@ -157,11 +161,11 @@ const ZipEntry* ZipReader::find(const std::string& name) const {
 
 std::string_view ZipReader::read(const ZipEntry& e) const {
   if (e.method != 0)
-    fail_file(path_, "zip entry '" + e.name + "' is compressed (method " +
+    fail_file(path_, "zip entry " + quoted_short(e.name) + " is compressed (method " +
                          std::to_string(e.method) + "); torch.save stores entries uncompressed");
   const uint8_t* p = data_ + e.data_offset;
   if (crc32(p, static_cast<size_t>(e.size)) != e.crc)
-    fail_file(path_, "zip entry '" + e.name + "' is corrupt (CRC-32 mismatch)");
+    fail_file(path_, "zip entry " + quoted_short(e.name) + " is corrupt (CRC-32 mismatch)");
   return {reinterpret_cast<const char*>(p), static_cast<size_t>(e.size)};
 }
 
