@@ -70,6 +70,8 @@ int run_dinov3_bench(const Dinov3BenchArgs& a) {
                         {"variant", a.weights.empty() ? a.variant : a.weights},
                         {"device", a.device},
                         {"dtype", name},
+                        {"kernels", models::dinov3_kernels_name(model->kernels())},
+                        {"onednn", onednn::version()},
                         {"batch", a.batch},
                         {"size", a.size},
                         {"threads", torch::get_num_threads()},
@@ -92,12 +94,13 @@ int run_dinov3_bench(const Dinov3BenchArgs& a) {
       std::cout << r.dump() << std::endl;
     } else {
       std::printf(
-          "dinov3 %s %s batch %ld @%ld: %.2f img/s (median %.2f), %.1f GFLOP/s model vs %.1f "
-          "GFLOP/s GEMM (ratio %.2f) and %.1f GFLOP/s oneDNN linear (ratio %.2f), peak RSS %.2f "
-          "GB\n",
-          (a.weights.empty() ? a.variant : a.weights).c_str(), name.c_str(), (long)a.batch,
-          (long)a.size, images_per_s, a.batch / median, model_gflops, gemm, model_gflops / gemm,
-          linear, model_gflops / linear, peak_rss_gb());
+          "dinov3 %s %s (%s kernels) batch %ld @%ld: %.2f img/s (median %.2f), %.1f GFLOP/s model "
+          "vs %.1f GFLOP/s GEMM (ratio %.2f) and %.1f GFLOP/s oneDNN linear (ratio %.2f), peak "
+          "RSS %.2f GB\n",
+          (a.weights.empty() ? a.variant : a.weights).c_str(), name.c_str(),
+          models::dinov3_kernels_name(model->kernels()), (long)a.batch, (long)a.size, images_per_s,
+          a.batch / median, model_gflops, gemm, model_gflops / gemm, linear, model_gflops / linear,
+          peak_rss_gb());
     }
   }
   return 0;

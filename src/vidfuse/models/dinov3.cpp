@@ -1,10 +1,12 @@
 #include "vidfuse/models/dinov3.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <regex>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/runtime.h"
 #include "vidfuse/models/attention.h"
 #include "vidfuse/weights/checkpoint.h"
 #include "vidfuse/weights/state_dict.h"
@@ -61,6 +63,13 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
   at::mul_out(o1, p1, cos.narrow(-1, 0, half)).addcmul_(p2, sin.narrow(-1, 0, half), -1);
   at::mul_out(o2, p2, cos.narrow(-1, half, half)).addcmul_(p1, sin.narrow(-1, half, half));
   return out;
+}
+
+onednn::Act onednn_act(const std::string& act) {
+  if (act == "gelu") return onednn::Act::GeluErf;
+  if (act == "silu") return onednn::Act::Silu;
+  if (act == "relu") return onednn::Act::Relu;
+  return onednn::Act::GeluTanh;  // gelu_pytorch_tanh, as activation() above
 }
 
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::nn::LayerNorm& ln) {
@@ -191,9 +200,33 @@ int64_t DinoV3ViTImpl::num_parameters() const {
   return n;
 }
 
+DinoV3Kernels dinov3_kernels(torch::ScalarType dtype, torch::Device device) {
+  const bool onednn = onednn_matmul_available(dtype, device);
+  if (const char* forced = std::getenv("VIDFUSE_DINOV3_KERNELS"); forced && *forced) {
+    const std::string name(forced);
+    if (name == "torch") return DinoV3Kernels::Torch;
+    if (name != "onednn")
+      throw Error("VIDFUSE_DINOV3_KERNELS='" + name + "' is not a kernel set (onednn or torch)");
+    if (!onednn)
+      throw Error(std::string("VIDFUSE_DINOV3_KERNELS=onednn: oneDNN's matmul is not available "
+                              "for ") +
+                  c10::toString(dtype) + " on " + device.str() +
+                  (onednn::available() ? "" : " (built without libdnnl-dev)"));
+    return DinoV3Kernels::Onednn;
+  }
+  // Measured (docs/dinov3-cpu-kernels.md): see there for the figures behind this choice.
+  return onednn && !cpu_is_intel() ? DinoV3Kernels::Onednn : DinoV3Kernels::Torch;
+}
+
+const char* dinov3_kernels_name(DinoV3Kernels kernels) {
+  return kernels == DinoV3Kernels::Onednn ? "onednn" : "torch";
+}
+
 void DinoV3ViTImpl::fuse_for_inference() {
   torch::NoGradGuard no_grad;
   fused_.clear();
+  const torch::Tensor& w0 = embeddings->patch_embeddings->weight;
+  const bool onednn = dinov3_kernels(w0.scalar_type(), w0.device()) == DinoV3Kernels::Onednn;
   const double scale = std::pow(config_.head_dim(), -0.5);
   for (const auto& module : *layer) {
     auto l = std::dynamic_pointer_cast<DinoV3LayerImpl>(module);
@@ -204,17 +237,38 @@ void DinoV3ViTImpl::fuse_for_inference() {
     };
     FusedLayer f;
     // The attention scale commutes with RoPE (a rotation), so it can live in the q weights.
-    f.qkv = PackedLinear(
-        torch::cat({a->q_proj->weight * scale, a->k_proj->weight, a->v_proj->weight}, 0),
-        torch::cat(
-            {bias_or_zero(a->q_proj) * scale, bias_or_zero(a->k_proj), bias_or_zero(a->v_proj)}));
+    const torch::Tensor qkv_w =
+        torch::cat({a->q_proj->weight * scale, a->k_proj->weight, a->v_proj->weight}, 0);
+    const torch::Tensor qkv_b = torch::cat(
+        {bias_or_zero(a->q_proj) * scale, bias_or_zero(a->k_proj), bias_or_zero(a->v_proj)});
     const torch::Tensor ls1 = l->layer_scale1->lambda1, ls2 = l->layer_scale2->lambda1;
-    f.o = PackedLinear(a->o_proj->weight * ls1.unsqueeze(1), bias_or_zero(a->o_proj) * ls1);
+    const torch::Tensor o_w = a->o_proj->weight * ls1.unsqueeze(1),
+                        o_b = bias_or_zero(a->o_proj) * ls1;
     const auto& m = l->mlp;
-    f.up = PackedLinear(m->up_proj->weight, bias_or_zero(m->up_proj));
-    if (m->gate_proj) f.gate = PackedLinear(m->gate_proj->weight, bias_or_zero(m->gate_proj));
-    f.down =
-        PackedLinear(m->down_proj->weight * ls2.unsqueeze(1), bias_or_zero(m->down_proj) * ls2);
+    const torch::Tensor down_w = m->down_proj->weight * ls2.unsqueeze(1),
+                        down_b = bias_or_zero(m->down_proj) * ls2;
+    if (onednn) {
+      using onednn::Epilogue;
+      f.onednn = true;
+      f.dqkv = FusedLinear(qkv_w, qkv_b);
+      f.do_ = FusedLinear(o_w, o_b, onednn::Act::None, Epilogue::Accumulate);
+      const onednn::Act act = onednn_act(config_.hidden_act);
+      if (m->gate_proj) {
+        // down(act(gate(h)) * up(h)): up plain, gate's epilogue applies act and the product.
+        f.dup = FusedLinear(m->up_proj->weight, bias_or_zero(m->up_proj));
+        f.dgate =
+            FusedLinear(m->gate_proj->weight, bias_or_zero(m->gate_proj), act, Epilogue::Multiply);
+      } else {
+        f.dup = FusedLinear(m->up_proj->weight, bias_or_zero(m->up_proj), act);
+      }
+      f.ddown = FusedLinear(down_w, down_b, onednn::Act::None, Epilogue::Accumulate);
+    } else {
+      f.qkv = PackedLinear(qkv_w, qkv_b);
+      f.o = PackedLinear(o_w, o_b);
+      f.up = PackedLinear(m->up_proj->weight, bias_or_zero(m->up_proj));
+      if (m->gate_proj) f.gate = PackedLinear(m->gate_proj->weight, bias_or_zero(m->gate_proj));
+      f.down = PackedLinear(down_w, down_b);
+    }
     fused_.push_back(std::move(f));
   }
 }
@@ -224,6 +278,17 @@ void DinoV3ViTImpl::fused_layer_forward_(const FusedLayer& f, const DinoV3Layer&
                                          const torch::Tensor& sin) {
   const int64_t rows = x.size(0), c = x.size(1), n = rows / batch;
   const int64_t nh = config_.num_attention_heads, hd = config_.head_dim();
+  if (f.onednn) {
+    torch::Tensor qkv =
+        f.dqkv(layer_norm(x, l->norm1)).view({batch, n, 3, nh, hd}).permute({2, 0, 3, 1, 4});
+    torch::Tensor q = apply_rope(qkv[0], cos, sin);
+    torch::Tensor k = apply_rope(qkv[1], cos, sin);
+    f.do_.accumulate(attention(q, k, qkv[2], 1.0).view({rows, c}), x);  // x += ls1 * o_proj
+    const torch::Tensor h = layer_norm(x, l->norm2);
+    const torch::Tensor u = f.dgate.defined() ? f.dgate(h, f.dup(h)) : f.dup(h);
+    f.ddown.accumulate(u, x);  // x += ls2 * down_proj
+    return;
+  }
 
   torch::Tensor qkv =
       f.qkv(layer_norm(x, l->norm1)).view({batch, n, 3, nh, hd}).permute({2, 0, 3, 1, 4});
