@@ -27,8 +27,9 @@ void check_parity_with(const std::string& name, torch::ScalarType dtype, bool fu
   vidfuse::test::ThreadCountScope threads(2);
   if (fused) {
     model->fuse_for_inference();
-    if (const char* set = std::getenv("VIDFUSE_DINOV3_KERNELS"))
+    if (const char* set = std::getenv("VIDFUSE_DINOV3_KERNELS")) {
       EXPECT_STREQ(models::dinov3_kernels_name(model->kernels()), set);
+    }
   }
   auto input = weights::load_safetensors(dir + "/input.safetensors").at("pixel_values");
   auto expected = weights::load_safetensors(dir + "/expected.safetensors");

@@ -104,7 +104,8 @@ torch::Tensor reference_act(const torch::Tensor& y, onednn::Act act) {
 }
 
 // Every epilogue against float64 torch: rows of 1, 7 and 300, inputs and outputs that are column
-// slices of wider rows (a leading dimension, no copy), the bias given or not.
+// slices of wider rows (taken through dense copies: oneDNN's kernel for them, its own sgemm, cannot
+// run inside a LibTorch process; see onednn_matmul.cpp), the bias given or not.
 void expect_fused_matches(torch::ScalarType dtype, double tol) {
   vidfuse::test::ThreadCountScope threads(2);
   torch::manual_seed(0);
@@ -114,7 +115,7 @@ void expect_fused_matches(torch::ScalarType dtype, double tol) {
   const auto b = torch::randn({48}).to(dtype);
   for (int64_t m : {1, 7, 300}) {
     const auto wide = torch::randn({m, 56}).to(dtype);
-    const auto x = wide.narrow(1, 8, 40);  // leading dimension 56
+    const auto x = wide.narrow(1, 8, 40);
     const auto lin = torch::linear(x.to(d), w.to(d), b.to(d));
     for (auto act : {onednn::Act::None, onednn::Act::GeluErf, onednn::Act::GeluTanh,
                      onednn::Act::Silu, onednn::Act::Relu}) {

@@ -31,6 +31,15 @@ const dnnl::engine& cpu_engine() {
 }
 
 dt to_dnnl(DType d) { return d == DType::BF16 ? dt::bf16 : dt::f32; }
+
+// Only the brgemm kernels are taken. oneDNN's gemm-based matmul runs its own sgemm / bf16 gemm,
+// whose one-time JIT set-up is a std::call_once whose trampoline symbol
+// (gemm_info_t<...>::jit_init()::{lambda}) libtorch_cpu.so also exports, from the oneDNN 3.x
+// linked into it: the dynamic linker binds libdnnl's call to LibTorch's copy, libdnnl's kernels
+// are never generated, and the primitive fails at execution ("unimplemented"). The brgemm kernels
+// (fp32 on AVX-512, bf16 on AVX512-BF16 or AMX) do not go through it; oneDNN takes them for dense
+// rows, which is why FusedLinear passes dense rows only.
+bool usable_impl(const char* name) { return std::string(name).rfind("brg", 0) == 0; }
 size_t elem_size(DType d) { return d == DType::BF16 ? 2 : 4; }
 
 }  // namespace
@@ -91,8 +100,12 @@ struct Matmul::Impl {
     const memory::desc weights_any({k, n}, d, memory::format_tag::any);
     dnnl::primitive_attr attr;
     attr.set_post_ops(post_ops(m));
-    const dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(src, weights_any, bias.get_desc(), dst), attr, cpu_engine());
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights_any, bias.get_desc(), dst),
+                                    attr, cpu_engine());
+    if (!usable_impl(pd.impl_info_str()))
+      throw Error(std::string("oneDNN offers only its '") + pd.impl_info_str() +
+                  "' kernel for this matmul, which cannot run inside a LibTorch process "
+                  "(onednn_matmul.cpp: usable_impl)");
     Prepared p{dnnl::matmul(pd), memory()};
     for (const memory& w : reordered)
       if (w.get_desc() == pd.weights_desc()) p.weights = w;
@@ -109,6 +122,25 @@ struct Matmul::Impl {
 };
 
 bool available() { return true; }
+
+bool supports(DType dtype) {
+  static const auto probe = [](DType d) {
+    try {
+      const int64_t m = 256, k = 768, n = 768;
+      const memory::desc src({m, k}, to_dnnl(d), memory::format_tag::ab);
+      const memory::desc weights({k, n}, to_dnnl(d), memory::format_tag::any);
+      const memory::desc bias({1, n}, to_dnnl(d), memory::format_tag::ab);
+      const memory::desc dst({m, n}, to_dnnl(d), memory::format_tag::ab);
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, bias, dst),
+                                            cpu_engine());
+      return usable_impl(pd.impl_info_str());
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  };
+  static const bool f32 = probe(DType::F32), bf16 = probe(DType::BF16);
+  return dtype == DType::BF16 ? bf16 : f32;
+}
 
 const char* version() {
   static const std::string v = [] {
@@ -166,7 +198,11 @@ void Matmul::run(const void* x, int64_t m, int64_t ldx, void* y, int64_t ldy, co
   } catch (const dnnl::error& e) {
     throw Error(std::string("oneDNN matmul [") + std::to_string(m) + " x " +
                 std::to_string(impl_->k) + "] x [" + std::to_string(impl_->k) + " x " +
-                std::to_string(impl_->n) + "] failed: " + e.what());
+                std::to_string(impl_->n) + "] (leading dimensions " + std::to_string(ldx) + ", " +
+                std::to_string(ldy) + "; epilogue " +
+                std::to_string(static_cast<int>(impl_->epilogue)) + ", activation " +
+                std::to_string(static_cast<int>(impl_->act)) + ") failed: " + e.what() +
+                " (status " + std::to_string(static_cast<int>(e.status)) + ")");
   }
 }
 
@@ -178,6 +214,7 @@ int64_t Matmul::k() const { return impl_ ? impl_->k : 0; }
 struct Matmul::Impl {};
 
 bool available() { return false; }
+bool supports(DType) { return false; }
 const char* version() { return ""; }
 
 Matmul::Matmul(const void*, const void*, int64_t, int64_t, DType, Act, Epilogue) {

@@ -31,6 +31,9 @@ enum class Epilogue {
 
 // Whether this build has oneDNN (Debian's libdnnl) linked in.
 bool available();
+// Whether oneDNN has a kernel for this dtype on this CPU that runs inside a LibTorch process (its
+// brgemm ones: fp32 needs AVX-512, bf16 AVX512-BF16 or AMX; see usable_impl in the source).
+bool supports(DType dtype);
 // The oneDNN library version, "" when not available.
 const char* version();
 
@@ -42,7 +45,8 @@ class Matmul {
   Matmul(const void* weight, const void* bias, int64_t n, int64_t k, DType dtype, Act act,
          Epilogue epilogue);
 
-  // x [M, K] and y [M, N] row-major with leading dimensions ldx and ldy (elements); `other` [M, N]
+  // x [M, K] and y [M, N] row-major with leading dimensions ldx and ldy (elements; oneDNN's brgemm
+  // kernels, the only ones taken, want them dense: ldx = K, ldy = N); `other` [M, N]
   // contiguous for Epilogue::Multiply. `threads` is the OpenMP thread count the call runs on (the
   // primitive is cached per row count and thread count, as its blocking depends on both).
   void run(const void* x, int64_t m, int64_t ldx, void* y, int64_t ldy, const void* other,
