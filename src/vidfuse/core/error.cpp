@@ -2,8 +2,6 @@
 
 namespace vidfuse {
 
-void fail_file(const std::string& path, const std::string& what) {
-  throw Error(path + ": " + what);
-}
+void fail_file(const std::string& path, const std::string& what) { throw Error(path + ": " + what); }
 
 }  // namespace vidfuse
