@@ -101,8 +101,8 @@ struct Matmul::Impl {
     const memory::desc weights_any({k, n}, d, memory::format_tag::any);
     dnnl::primitive_attr attr;
     attr.set_post_ops(post_ops(m));
-    // Scratch space from the caller (one buffer per thread, shared by every layer), not owned by
-    // each primitive: a ViT-B has 48 of them, and owned scratchpads cost ~0.3 GB of RSS.
+    // Scratch space from the caller (one buffer per thread, shared by every layer) rather than one
+    // owned by each of a ViT-B's 48 primitives.
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights_any, bias.get_desc(), dst),
                                     attr, cpu_engine());
