@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -20,7 +21,7 @@ namespace {
 struct Dinov3BenchArgs {
   std::string variant = "vitb16", dtype = "both", device = "auto", weights, profile;
   int64_t batch = 8, size = 224, iters = 3;
-  bool json = false;
+  bool json = false, ab = false;
 };
 
 // Forward FLOPs per image: every matmul (2 per multiply-add) and the patch embedding.
@@ -33,8 +34,78 @@ double dinov3_gflop_per_image(const models::DinoV3Config& c, int64_t size) {
   return 2 * (c.num_hidden_layers * per_layer + patch) / 1e9;
 }
 
+// `--ab`: the fused path on each kernel set (VIDFUSE_DINOV3_KERNELS=torch, then onednn), two models
+// of the same weights, timed alternately in one process so that a busy machine's noise falls on
+// both alike.
+int run_dinov3_ab(const Dinov3BenchArgs& a) {
+  std::vector<std::string> dtypes = a.dtype == "both" ? std::vector<std::string>{"fp32", "bf16"}
+                                                      : std::vector<std::string>{a.dtype};
+  const std::vector<std::string> sets = {"torch", "onednn"};
+  for (const auto& name : dtypes) {
+    const torch::ScalarType dtype = parse_compute_dtype(name, a.device);
+    const torch::Device device(a.device);
+    std::vector<models::DinoV3ViT> models;
+    for (const auto& set : sets) {
+      torch::manual_seed(0);
+      models::DinoV3ViT m(models::DinoV3Config::preset(a.variant));
+      m->to(device, dtype);
+      m->eval();
+      ::setenv("VIDFUSE_DINOV3_KERNELS", set.c_str(), 1);
+      m->fuse_for_inference();
+      models.push_back(m);
+    }
+    ::unsetenv("VIDFUSE_DINOV3_KERNELS");
+    torch::Tensor x = torch::randn({a.batch, 3, a.size, a.size}).to(device, dtype);
+    torch::InferenceMode guard;
+    const torch::Tensor ref = models[0]->forward(x).pooler_output.to(torch::kFloat32);
+    const torch::Tensor other = models[1]->forward(x).pooler_output.to(torch::kFloat32);
+    const double diff = ((other - ref).norm() / ref.norm()).item<double>();
+    std::vector<std::vector<double>> times(sets.size());
+    for (int64_t i = 0; i < a.iters; ++i)
+      for (size_t s = 0; s < sets.size(); ++s) {
+        const auto t0 = std::chrono::steady_clock::now();
+        models[s]->forward(x).pooler_output.sum().item<double>();
+        times[s].push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+    const double gflop = dinov3_gflop_per_image(models[0]->config(), a.size);
+    std::vector<double> best, median;
+    for (auto& t : times) {
+      std::sort(t.begin(), t.end());
+      best.push_back(a.batch / t.front());
+      median.push_back(a.batch / t[t.size() / 2]);
+    }
+    nlohmann::json r = {{"bench", "dinov3-ab"},
+                        {"dtype", name},
+                        {"batch", a.batch},
+                        {"size", a.size},
+                        {"threads", torch::get_num_threads()},
+                        {"torch_images_per_s", best[0]},
+                        {"onednn_images_per_s", best[1]},
+                        {"torch_images_per_s_median", median[0]},
+                        {"onednn_images_per_s_median", median[1]},
+                        {"onednn_over_torch", best[1] / best[0]},
+                        {"onednn_over_torch_median", median[1] / median[0]},
+                        {"rel_diff", diff},
+                        {"onednn", onednn::version()},
+                        {"cpu_isa", cpu_isa()}};
+    if (a.json)
+      std::cout << r.dump() << std::endl;
+    else
+      std::printf(
+          "dinov3 %s A/B, %d threads, %ld alternated forwards each: torch %.2f img/s (median "
+          "%.2f, %.1f GFLOP/s), onednn %.2f (median %.2f, %.1f GFLOP/s): onednn/torch %.3f "
+          "(median %.3f); outputs differ by %.1e\n",
+          name.c_str(), torch::get_num_threads(), (long)a.iters, best[0], median[0],
+          best[0] * gflop, best[1], median[1], best[1] * gflop, best[1] / best[0],
+          median[1] / median[0], diff);
+  }
+  return 0;
+}
+
 int run_dinov3_bench(Dinov3BenchArgs a) {
   a.device = announce_device(a.device, "bench dinov3");
+  if (a.ab) return run_dinov3_ab(a);
   std::vector<std::string> dtypes = a.dtype == "both" ? std::vector<std::string>{"fp32", "bf16"}
                                                       : std::vector<std::string>{a.dtype};
   for (const auto& name : dtypes) {
@@ -72,6 +143,8 @@ int run_dinov3_bench(Dinov3BenchArgs a) {
                         {"variant", a.weights.empty() ? a.variant : a.weights},
                         {"device", a.device},
                         {"dtype", name},
+                        {"kernels", models::dinov3_kernels_name(model->kernels())},
+                        {"onednn", onednn::version()},
                         {"batch", a.batch},
                         {"size", a.size},
                         {"threads", torch::get_num_threads()},
@@ -94,12 +167,13 @@ int run_dinov3_bench(Dinov3BenchArgs a) {
       std::cout << r.dump() << std::endl;
     } else {
       std::printf(
-          "dinov3 %s %s batch %ld @%ld: %.2f img/s (median %.2f), %.1f GFLOP/s model vs %.1f "
-          "GFLOP/s GEMM (ratio %.2f) and %.1f GFLOP/s oneDNN linear (ratio %.2f), peak RSS %.2f "
-          "GB\n",
-          (a.weights.empty() ? a.variant : a.weights).c_str(), name.c_str(), (long)a.batch,
-          (long)a.size, images_per_s, a.batch / median, model_gflops, gemm, model_gflops / gemm,
-          linear, model_gflops / linear, peak_rss_gb());
+          "dinov3 %s %s (%s kernels) batch %ld @%ld: %.2f img/s (median %.2f), %.1f GFLOP/s model "
+          "vs %.1f GFLOP/s GEMM (ratio %.2f) and %.1f GFLOP/s oneDNN linear (ratio %.2f), peak "
+          "RSS %.2f GB\n",
+          (a.weights.empty() ? a.variant : a.weights).c_str(), name.c_str(),
+          models::dinov3_kernels_name(model->kernels()), (long)a.batch, (long)a.size, images_per_s,
+          a.batch / median, model_gflops, gemm, model_gflops / gemm, linear, model_gflops / linear,
+          peak_rss_gb());
     }
   }
   return 0;
@@ -111,6 +185,9 @@ VIDFUSE_BENCH(
     [](CLI::App& sub) {
       auto a = std::make_shared<Dinov3BenchArgs>();
       sub.add_flag("--json", a->json, "One JSON object per line");
+      sub.add_flag("--ab", a->ab,
+                   "Both kernel sets (torch, onednn) timed alternately in one process; random "
+                   "weights");
       sub.add_option("--variant", a->variant, "vits16|vitb16|vitl16|...")->capture_default_str();
       sub.add_option("--weights", a->weights,
                      "A DINOv3 checkpoint or HF directory instead of random weights (the same "

@@ -13,7 +13,7 @@ namespace vidfuse::cli {
 // The trace path for one of several dtypes: trace.json -> trace-bf16.json.
 inline std::string profile_path_for(const std::string& path, const std::string& dtype,
                                     bool several) {
-  if (!several) return path;
+  if (!several || path.empty()) return path;  // no --profile: no trace
   const std::filesystem::path p(path);
   return (p.parent_path() / (p.stem().string() + "-" + dtype + p.extension().string())).string();
 }

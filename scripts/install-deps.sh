@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything vidfuse needs to build, test and benchmark:
-#   1. Debian packages (toolchain, FFmpeg, OpenCV, gloo headers, test libraries);
+#   1. Debian packages (toolchain, FFmpeg, OpenCV, gloo headers, test libraries, oneDNN for the
+#      DINOv3 CPU kernels: the wheel's own oneDNN is linked with hidden symbols);
 #   2. LibTorch 2.x, taken from the `torch` wheel (CUDA-enabled) in a project-local virtual
 #      environment (.venv, or $VIDFUSE_VENV), never the system Python.
 # Idempotent and quiet: when everything is present it returns in well under a second.
@@ -17,6 +18,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev libjpeg-dev
+  libdnnl-dev
 )
 # python3-venv only matters where python3 is Debian's (pyenv and others bring venv with them).
 python3 -c "import venv, ensurepip" 2>/dev/null && PACKAGES=("${PACKAGES[@]/python3-venv/}")

@@ -25,7 +25,12 @@ void check_parity_with(const std::string& name, torch::ScalarType dtype, bool fu
   // Two threads: the fused path's oneDNN linear layers take their oneDNN kernel only with more
   // than one (a 1x1 convolution of batch 1 otherwise goes to ATen's own).
   vidfuse::test::ThreadCountScope threads(2);
-  if (fused) model->fuse_for_inference();
+  if (fused) {
+    model->fuse_for_inference();
+    if (const char* set = std::getenv("VIDFUSE_DINOV3_KERNELS")) {
+      EXPECT_STREQ(models::dinov3_kernels_name(model->kernels()), set);
+    }
+  }
   auto input = weights::load_safetensors(dir + "/input.safetensors").at("pixel_values");
   auto expected = weights::load_safetensors(dir + "/expected.safetensors");
   torch::InferenceMode guard;
@@ -47,10 +52,17 @@ void check_parity_with(const std::string& name, torch::ScalarType dtype, bool fu
       tol);
 }
 
-// Every fixture on both attention kernels: SDPA (LibTorch's fused kernel) and the per-head path.
+// Every fixture on both attention kernels: SDPA (LibTorch's fused kernel) and the per-head path;
+// the fused path also on each of its kernel sets (LibTorch's, oneDNN's own where linked in).
 void check_parity(const std::string& name, torch::ScalarType dtype, bool fused, double tol) {
-  for (const auto kernel : vidfuse::test::kBothKernels)
-    check_parity_with(name, dtype, fused, tol, kernel);
+  std::vector<const char*> kernel_sets = {"torch"};
+  if (fused && onednn_matmul_available(dtype, torch::kCPU)) kernel_sets.push_back("onednn");
+  for (const char* set : kernel_sets) {
+    vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", set);
+    SCOPED_TRACE(std::string("VIDFUSE_DINOV3_KERNELS=") + set);
+    for (const auto kernel : vidfuse::test::kBothKernels)
+      check_parity_with(name, dtype, fused, tol, kernel);
+  }
 }
 
 }  // namespace
@@ -80,6 +92,41 @@ TEST(DinoV3ParityCuda, Fp32AndBf16BothKernels) {
       check_parity_with("tiny-gated-bf16", torch::kFloat32, fused, 1e-4, kernel, torch::kCUDA);
       check_parity_with("tiny-gated-bf16", torch::kBFloat16, fused, 3e-2, kernel, torch::kCUDA);
     }
+}
+
+TEST(DinoV3Kernels, ForcedByTheEnvironmentAndUnknownNamesRefused) {
+  {
+    vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", "torch");
+    EXPECT_EQ(models::dinov3_kernels(torch::kFloat32, torch::kCPU), models::DinoV3Kernels::Torch);
+  }
+  {
+    vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", "mkl");
+    EXPECT_THROW_WITH(models::dinov3_kernels(torch::kFloat32, torch::kCPU),
+                      "VIDFUSE_DINOV3_KERNELS", "mkl", "onednn or torch");
+  }
+  vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", "onednn");
+  if (onednn_matmul_available(torch::kFloat32, torch::kCPU))
+    EXPECT_EQ(models::dinov3_kernels(torch::kFloat32, torch::kCPU), models::DinoV3Kernels::Onednn);
+  else
+    EXPECT_THROW_WITH(models::dinov3_kernels(torch::kFloat32, torch::kCPU), "not available");
+}
+
+// The oneDNN path updates the residual stream in place; a batch of one and a batch of three must
+// still agree row for row (the primitive is cached per row count).
+TEST(DinoV3Kernels, OnednnBatchedAndSingleAgree) {
+  if (!onednn_matmul_available(torch::kFloat32, torch::kCPU)) GTEST_SKIP() << "no oneDNN";
+  vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", "onednn");
+  auto model = models::load_dinov3(fixture("dinov3/tiny-gated-bf16"));
+  model->fuse_for_inference();
+  ASSERT_EQ(model->kernels(), models::DinoV3Kernels::Onednn);
+  torch::manual_seed(0);
+  auto x = torch::randn({3, 3, 48, 64});
+  torch::InferenceMode guard;
+  auto batched = model->forward(x).last_hidden_state;
+  auto single = model->forward(x.narrow(0, 2, 1)).last_hidden_state;
+  EXPECT_LE(rel_error(batched.narrow(0, 2, 1), single), 1e-5);
+  model->unfuse();
+  EXPECT_LE(rel_error(model->forward(x).last_hidden_state, batched), 1e-4);
 }
 
 TEST(DinoV3, RefusesFp16WithReason) {

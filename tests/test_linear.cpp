@@ -81,4 +81,110 @@ TEST(PackedLinear, RejectsMismatchedInput) {
   EXPECT_THROW_WITH(linear(torch::randn({3, 5})), "PackedLinear", "[3, 5]", "[8, 6");
 }
 
+// ---------------------------------------------------------------- FusedLinear (oneDNN's own
+// matmul)
+
+using vidfuse::FusedLinear;
+namespace onednn = vidfuse::onednn;
+
+torch::Tensor reference_act(const torch::Tensor& y, onednn::Act act) {
+  switch (act) {
+    case onednn::Act::None:
+      return y;
+    case onednn::Act::GeluErf:
+      return torch::gelu(y);
+    case onednn::Act::GeluTanh:
+      return torch::gelu(y, "tanh");
+    case onednn::Act::Silu:
+      return torch::silu(y);
+    case onednn::Act::Relu:
+      return torch::relu(y);
+  }
+  return y;
+}
+
+// Every epilogue against float64 torch: rows of 1, 7 and 300, inputs and outputs that are column
+// slices of wider rows (taken through dense copies: oneDNN's kernel for them, its own sgemm, cannot
+// run inside a LibTorch process; see onednn_matmul.cpp), the bias given or not.
+void expect_fused_matches(torch::ScalarType dtype, double tol) {
+  vidfuse::test::ThreadCountScope threads(2);
+  torch::manual_seed(0);
+  torch::InferenceMode guard;
+  const auto d = torch::kFloat64;
+  const auto w = (torch::randn({48, 40}) / 6).to(dtype);
+  const auto b = torch::randn({48}).to(dtype);
+  for (int64_t m : {1, 7, 300}) {
+    const auto wide = torch::randn({m, 56}).to(dtype);
+    const auto x = wide.narrow(1, 8, 40);
+    const auto lin = torch::linear(x.to(d), w.to(d), b.to(d));
+    for (auto act : {onednn::Act::None, onednn::Act::GeluErf, onednn::Act::GeluTanh,
+                     onednn::Act::Silu, onednn::Act::Relu}) {
+      const FusedLinear store(w, b, act);
+      EXPECT_LE(rel_error(store(x), reference_act(lin, act)), tol)
+          << "store m=" << m << " act=" << static_cast<int>(act);
+      const auto other = torch::randn({m, 48}).to(dtype);
+      const FusedLinear times(w, b, act, onednn::Epilogue::Multiply);
+      EXPECT_LE(rel_error(times(x, other), reference_act(lin, act) * other.to(d)), tol)
+          << "multiply m=" << m;
+    }
+    // y += x wᵀ + b into a column slice of a wider buffer; the columns beside it stay as they were.
+    const auto buffer = torch::randn({m, 64}).to(dtype);
+    const auto before = buffer.clone();
+    torch::Tensor y = buffer.narrow(1, 16, 48);
+    const FusedLinear acc(w, b, onednn::Act::None, onednn::Epilogue::Accumulate);
+    acc.accumulate(x, y);
+    EXPECT_LE(rel_error(y, before.narrow(1, 16, 48).to(d) + lin), tol) << "accumulate m=" << m;
+    EXPECT_TRUE(torch::equal(buffer.narrow(1, 0, 16), before.narrow(1, 0, 16)));
+    const FusedLinear no_bias(w, torch::Tensor());
+    EXPECT_LE(rel_error(no_bias(x), torch::mm(x.to(d), w.to(d).t())), tol) << "no bias m=" << m;
+  }
+}
+
+TEST(FusedLinear, Fp32EpiloguesMatchTorch) {
+  if (!vidfuse::onednn_matmul_available(torch::kFloat32, torch::kCPU)) GTEST_SKIP() << "no oneDNN";
+  expect_fused_matches(torch::kFloat32, 1e-5);
+}
+
+TEST(FusedLinear, Bf16EpiloguesMatchTorch) {
+  if (!vidfuse::onednn_matmul_available(torch::kBFloat16, torch::kCPU)) GTEST_SKIP() << "no oneDNN";
+  expect_fused_matches(torch::kBFloat16, 1e-2);
+}
+
+// The primitive is cached per thread count: one layer on 1 then 2 threads gives the same rows.
+TEST(FusedLinear, ThreadCountsAgree) {
+  if (!vidfuse::onednn_matmul_available(torch::kFloat32, torch::kCPU)) GTEST_SKIP() << "no oneDNN";
+  torch::manual_seed(0);
+  torch::InferenceMode guard;
+  const FusedLinear lin(torch::randn({64, 32}), torch::randn({64}), onednn::Act::GeluErf);
+  const auto x = torch::randn({100, 32});
+  torch::Tensor one, two;
+  {
+    vidfuse::test::ThreadCountScope threads(1);
+    one = lin(x);
+  }
+  {
+    vidfuse::test::ThreadCountScope threads(2);
+    two = lin(x);
+  }
+  EXPECT_LE(rel_error(one, two), 1e-6);
+}
+
+TEST(FusedLinear, RejectsMismatchesWithReasons) {
+  if (!vidfuse::onednn_matmul_available(torch::kFloat32, torch::kCPU)) {
+    EXPECT_THROW_WITH(FusedLinear(torch::randn({8, 6}), torch::Tensor()), "FusedLinear",
+                      "not available");
+    return;
+  }
+  const FusedLinear lin(torch::randn({8, 6}), torch::Tensor());
+  EXPECT_THROW_WITH(lin(torch::randn({3, 5})), "FusedLinear", "[3, 5]", "[8, 6]");
+  EXPECT_THROW_WITH(lin(torch::randn({3, 6}, torch::kFloat64)), "FusedLinear", "Double");
+  torch::Tensor y = torch::zeros({3, 8});
+  EXPECT_THROW_WITH(lin.accumulate(torch::randn({3, 6}), y), "accumulate()");
+  EXPECT_THROW_WITH(FusedLinear(torch::randn({8, 6}, torch::kFloat64), torch::Tensor()),
+                    "not available", "Double");
+  const FusedLinear times(torch::randn({8, 6}), torch::Tensor(), onednn::Act::None,
+                          onednn::Epilogue::Multiply);
+  EXPECT_THROW_WITH(times(torch::randn({3, 6})), "other operand");
+}
+
 }  // namespace

@@ -1,10 +1,12 @@
 #include "vidfuse/core/linear.h"
 
 #include <ATen/Context.h>
+#include <ATen/record_function.h>
 
 #include <cstdlib>
 #include <string>
 
+#include "vidfuse/core/error.h"
 #include "vidfuse/core/runtime.h"
 
 namespace vidfuse {
@@ -65,6 +67,77 @@ torch::Tensor PackedLinear::operator()(const torch::Tensor& x) const {
   if (!onednn_)
     return bias_.defined() ? torch::addmm(bias_, x, weight_.t()) : torch::mm(x, weight_.t());
   return linear_as_conv(x, weight_, bias_);
+}
+
+bool onednn_matmul_available(torch::ScalarType dtype, torch::Device device) {
+  return onednn::available() && device.is_cpu() &&
+         (dtype == torch::kFloat32 || dtype == torch::kBFloat16) &&
+         onednn::supports(dtype == torch::kBFloat16 ? onednn::DType::BF16 : onednn::DType::F32);
+}
+
+FusedLinear::FusedLinear(const torch::Tensor& weight, const torch::Tensor& bias, onednn::Act act,
+                         onednn::Epilogue epilogue)
+    : dtype_(weight.scalar_type()), epilogue_(epilogue) {
+  if (!onednn_matmul_available(dtype_, weight.device()))
+    throw Error(std::string("FusedLinear: oneDNN's matmul is not available for ") +
+                c10::toString(dtype_) + " weights on " + weight.device().str() +
+                (onednn::available() ? "" : " (built without libdnnl-dev)"));
+  TORCH_CHECK(weight.dim() == 2, "FusedLinear expects a [N, K] weight, got ", weight.sizes());
+  const torch::Tensor w = weight.contiguous();
+  const torch::Tensor b = bias.defined() ? bias.to(dtype_).contiguous() : torch::Tensor();
+  TORCH_CHECK(!b.defined() || b.numel() == w.size(0), "FusedLinear: bias ", b.sizes(),
+              " does not match weight ", w.sizes());
+  mm_ = onednn::Matmul(w.data_ptr(), b.defined() ? b.data_ptr() : nullptr, w.size(0), w.size(1),
+                       dtype_ == torch::kBFloat16 ? onednn::DType::BF16 : onednn::DType::F32, act,
+                       epilogue);
+}
+
+torch::Tensor FusedLinear::rows_of(const torch::Tensor& x) const {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == mm_.k() && x.is_cpu() && x.scalar_type() == dtype_,
+              "FusedLinear: input ", x.sizes(), " ", x.scalar_type(),
+              " does not match the [N, K] = [", mm_.n(), ", ", mm_.k(), "] ", dtype_, " weight");
+  // Dense rows: oneDNN's brgemm kernels (the only ones usable here) do not take a leading
+  // dimension.
+  return x.contiguous();
+}
+
+torch::Tensor FusedLinear::operator()(const torch::Tensor& input,
+                                      const torch::Tensor& other) const {
+  // Named in profiles (bench dinov3 --profile): no ATen operator runs inside.
+  RECORD_FUNCTION("vidfuse::onednn_matmul", std::vector<c10::IValue>());
+  const torch::Tensor x = rows_of(input);
+  TORCH_CHECK(epilogue_ != onednn::Epilogue::Accumulate,
+              "FusedLinear: an accumulating layer runs through accumulate()");
+  torch::Tensor o;
+  if (epilogue_ == onednn::Epilogue::Multiply) {
+    TORCH_CHECK(other.defined() && other.sizes() == torch::IntArrayRef({x.size(0), mm_.n()}) &&
+                    other.scalar_type() == dtype_,
+                "FusedLinear: the product's other operand must be [", x.size(0), ", ", mm_.n(),
+                "] ", dtype_);
+    o = other.contiguous();
+  }
+  torch::Tensor y = torch::empty({x.size(0), mm_.n()}, x.options());
+  if (x.size(0) > 0)
+    mm_.run(x.data_ptr(), x.size(0), x.size(1), y.data_ptr(), mm_.n(),
+            o.defined() ? o.data_ptr() : nullptr, at::get_num_threads());
+  return y;
+}
+
+void FusedLinear::accumulate(const torch::Tensor& input, torch::Tensor& y) const {
+  RECORD_FUNCTION("vidfuse::onednn_matmul", std::vector<c10::IValue>());
+  const torch::Tensor x = rows_of(input);
+  TORCH_CHECK(epilogue_ == onednn::Epilogue::Accumulate,
+              "FusedLinear: accumulate() on a layer built to store its output");
+  TORCH_CHECK(y.dim() == 2 && y.size(0) == x.size(0) && y.size(1) == mm_.n() &&
+                  y.scalar_type() == dtype_ && y.is_cpu(),
+              "FusedLinear: accumulator ", y.sizes(), " ", y.scalar_type(),
+              " does not match the output [", x.size(0), ", ", mm_.n(), "] ", dtype_);
+  if (x.size(0) == 0) return;
+  // In place where y is dense (the residual stream always is), through a dense copy otherwise.
+  torch::Tensor target = y.contiguous();
+  mm_.run(x.data_ptr(), x.size(0), x.size(1), target.data_ptr(), mm_.n(), nullptr,
+          at::get_num_threads());
+  if (!target.is_same(y)) y.copy_(target);
 }
 
 }  // namespace vidfuse

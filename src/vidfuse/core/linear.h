@@ -3,6 +3,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "vidfuse/core/onednn_matmul.h"
+
 namespace vidfuse {
 
 // A frozen linear layer, packed once for inference, on the faster of two CPU kernels for this
@@ -36,5 +38,34 @@ bool onednn_linear_available(torch::ScalarType dtype, torch::Device device);
 // torch::linear). For layers that train but also run inference, such as the fusion module's.
 torch::Tensor linear_no_grad(const torch::Tensor& x, const torch::Tensor& weight,
                              const torch::Tensor& bias);
+
+// A frozen linear layer on oneDNN's own matmul primitive (core/onednn_matmul.h) with its epilogue
+// fused: the activation after the bias, a residual add into the output, or a product with a second
+// operand. fp32 and bf16 on the CPU, where onednn_matmul_available says so.
+class FusedLinear {
+ public:
+  FusedLinear() = default;
+  // weight [N, K]; bias [N] or undefined.
+  FusedLinear(const torch::Tensor& weight, const torch::Tensor& bias,
+              onednn::Act act = onednn::Act::None,
+              onednn::Epilogue epilogue = onednn::Epilogue::Store);
+
+  // Store: act(x wᵀ + b) as a new [M, N] tensor. Multiply: act(x wᵀ + b) * other.
+  torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& other = {}) const;
+  // Accumulate: y += x wᵀ + b in place; y [M, N] with unit column stride.
+  void accumulate(const torch::Tensor& x, torch::Tensor& y) const;
+
+  bool defined() const { return mm_.defined(); }
+
+ private:
+  torch::Tensor rows_of(const torch::Tensor& x) const;
+  onednn::Matmul mm_;
+  torch::ScalarType dtype_ = torch::kFloat32;
+  onednn::Epilogue epilogue_ = onednn::Epilogue::Store;
+};
+
+// Whether FusedLinear can run weights of this dtype on this device (oneDNN linked in, CPU, fp32 or
+// bf16).
+bool onednn_matmul_available(torch::ScalarType dtype, torch::Device device);
 
 }  // namespace vidfuse

@@ -1,10 +1,15 @@
 #include "vidfuse/models/dinov3.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <regex>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/runtime.h"
 #include "vidfuse/core/shape_text.h"
 #include "vidfuse/models/attention.h"
 #include "vidfuse/weights/checkpoint.h"
@@ -62,6 +67,68 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
   at::mul_out(o1, p1, cos.narrow(-1, 0, half)).addcmul_(p2, sin.narrow(-1, 0, half), -1);
   at::mul_out(o2, p2, cos.narrow(-1, half, half)).addcmul_(p1, sin.narrow(-1, half, half));
   return out;
+}
+
+// RoPE on q and k straight from the fused q|k|v GEMM's output, in one pass: qkv [B, N, 3, H, D]
+// contiguous -> q, k [B, H, N, D] contiguous, the first `prefix` tokens copied unrotated. The
+// strided formula of apply_rope (two products and two fused multiply-adds over [B, H, P, D/2]
+// views) took 10-19 % of a forward once the linear layers ran on oneDNN's kernels; here each
+// output row is written once, in float, and each head's rows land contiguous for the attention
+// products.
+template <typename T>
+void rope_rows(const T* qkv, const T* cos, const T* sin, T* q, T* k, int64_t batch, int64_t n,
+               int64_t heads, int64_t dim, int64_t prefix, int64_t begin, int64_t end) {
+  const int64_t half = dim / 2;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / n, t = row % n;
+    const T* in = qkv + row * 3 * heads * dim;
+    for (int64_t which = 0; which < 2; ++which) {
+      T* out_base = which == 0 ? q : k;
+      for (int64_t h = 0; h < heads; ++h) {
+        const T* x = in + (which * heads + h) * dim;
+        T* o = out_base + ((b * heads + h) * n + t) * dim;
+        if (t < prefix) {
+          for (int64_t d = 0; d < dim; ++d) o[d] = x[d];
+          continue;
+        }
+        const T* c = cos + (t - prefix) * dim;
+        const T* s = sin + (t - prefix) * dim;
+        for (int64_t d = 0; d < half; ++d) {
+          const float x1 = static_cast<float>(x[d]), x2 = static_cast<float>(x[d + half]);
+          o[d] = static_cast<T>(x1 * static_cast<float>(c[d]) - x2 * static_cast<float>(s[d]));
+          o[d + half] = static_cast<T>(x2 * static_cast<float>(c[d + half]) +
+                                       x1 * static_cast<float>(s[d + half]));
+        }
+      }
+    }
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> rope_qkv(const torch::Tensor& qkv, int64_t batch, int64_t n,
+                                                 int64_t heads, int64_t dim,
+                                                 const torch::Tensor& cos_in,
+                                                 const torch::Tensor& sin_in) {
+  const torch::Tensor cos = cos_in.to(qkv.scalar_type()).contiguous();
+  const torch::Tensor sin = sin_in.to(qkv.scalar_type()).contiguous();
+  const int64_t prefix = n - cos.size(0);
+  torch::Tensor q = torch::empty({batch, heads, n, dim}, qkv.options());
+  torch::Tensor k = torch::empty({batch, heads, n, dim}, qkv.options());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, qkv.scalar_type(), "rope_qkv", [&] {
+    const scalar_t *in = qkv.data_ptr<scalar_t>(), *c = cos.data_ptr<scalar_t>(),
+                   *s = sin.data_ptr<scalar_t>();
+    scalar_t *qp = q.data_ptr<scalar_t>(), *kp = k.data_ptr<scalar_t>();
+    at::parallel_for(0, batch * n, 16, [&](int64_t begin, int64_t end) {
+      rope_rows(in, c, s, qp, kp, batch, n, heads, dim, prefix, begin, end);
+    });
+  });
+  return {q, k};
+}
+
+onednn::Act onednn_act(const std::string& act) {
+  if (act == "gelu") return onednn::Act::GeluErf;
+  if (act == "silu") return onednn::Act::Silu;
+  if (act == "relu") return onednn::Act::Relu;
+  return onednn::Act::GeluTanh;  // gelu_pytorch_tanh, as activation() above
 }
 
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::nn::LayerNorm& ln) {
@@ -192,9 +259,33 @@ int64_t DinoV3ViTImpl::num_parameters() const {
   return n;
 }
 
+DinoV3Kernels dinov3_kernels(torch::ScalarType dtype, torch::Device device) {
+  const bool onednn = onednn_matmul_available(dtype, device);
+  if (const char* forced = std::getenv("VIDFUSE_DINOV3_KERNELS"); forced && *forced) {
+    const std::string name(forced);
+    if (name == "torch") return DinoV3Kernels::Torch;
+    if (name != "onednn")
+      throw Error("VIDFUSE_DINOV3_KERNELS='" + name + "' is not a kernel set (onednn or torch)");
+    if (!onednn)
+      throw Error(std::string("VIDFUSE_DINOV3_KERNELS=onednn: oneDNN's matmul is not available "
+                              "for ") +
+                  c10::toString(dtype) + " on " + device.str() +
+                  (onednn::available() ? "" : " (built without libdnnl-dev)"));
+    return DinoV3Kernels::Onednn;
+  }
+  // Measured (docs/dinov3-cpu-kernels.md): see there for the figures behind this choice.
+  return onednn && !cpu_is_intel() ? DinoV3Kernels::Onednn : DinoV3Kernels::Torch;
+}
+
+const char* dinov3_kernels_name(DinoV3Kernels kernels) {
+  return kernels == DinoV3Kernels::Onednn ? "onednn" : "torch";
+}
+
 void DinoV3ViTImpl::fuse_for_inference() {
   torch::NoGradGuard no_grad;
   fused_.clear();
+  const torch::Tensor& w0 = embeddings->patch_embeddings->weight;
+  const bool onednn = dinov3_kernels(w0.scalar_type(), w0.device()) == DinoV3Kernels::Onednn;
   const double scale = std::pow(config_.head_dim(), -0.5);
   for (const auto& module : *layer) {
     auto l = std::dynamic_pointer_cast<DinoV3LayerImpl>(module);
@@ -205,17 +296,38 @@ void DinoV3ViTImpl::fuse_for_inference() {
     };
     FusedLayer f;
     // The attention scale commutes with RoPE (a rotation), so it can live in the q weights.
-    f.qkv = PackedLinear(
-        torch::cat({a->q_proj->weight * scale, a->k_proj->weight, a->v_proj->weight}, 0),
-        torch::cat(
-            {bias_or_zero(a->q_proj) * scale, bias_or_zero(a->k_proj), bias_or_zero(a->v_proj)}));
+    const torch::Tensor qkv_w =
+        torch::cat({a->q_proj->weight * scale, a->k_proj->weight, a->v_proj->weight}, 0);
+    const torch::Tensor qkv_b = torch::cat(
+        {bias_or_zero(a->q_proj) * scale, bias_or_zero(a->k_proj), bias_or_zero(a->v_proj)});
     const torch::Tensor ls1 = l->layer_scale1->lambda1, ls2 = l->layer_scale2->lambda1;
-    f.o = PackedLinear(a->o_proj->weight * ls1.unsqueeze(1), bias_or_zero(a->o_proj) * ls1);
+    const torch::Tensor o_w = a->o_proj->weight * ls1.unsqueeze(1),
+                        o_b = bias_or_zero(a->o_proj) * ls1;
     const auto& m = l->mlp;
-    f.up = PackedLinear(m->up_proj->weight, bias_or_zero(m->up_proj));
-    if (m->gate_proj) f.gate = PackedLinear(m->gate_proj->weight, bias_or_zero(m->gate_proj));
-    f.down =
-        PackedLinear(m->down_proj->weight * ls2.unsqueeze(1), bias_or_zero(m->down_proj) * ls2);
+    const torch::Tensor down_w = m->down_proj->weight * ls2.unsqueeze(1),
+                        down_b = bias_or_zero(m->down_proj) * ls2;
+    if (onednn) {
+      using onednn::Epilogue;
+      f.onednn = true;
+      f.dqkv = FusedLinear(qkv_w, qkv_b);
+      f.do_ = FusedLinear(o_w, o_b, onednn::Act::None, Epilogue::Accumulate);
+      const onednn::Act act = onednn_act(config_.hidden_act);
+      if (m->gate_proj) {
+        // down(act(gate(h)) * up(h)): up plain, gate's epilogue applies act and the product.
+        f.dup = FusedLinear(m->up_proj->weight, bias_or_zero(m->up_proj));
+        f.dgate =
+            FusedLinear(m->gate_proj->weight, bias_or_zero(m->gate_proj), act, Epilogue::Multiply);
+      } else {
+        f.dup = FusedLinear(m->up_proj->weight, bias_or_zero(m->up_proj), act);
+      }
+      f.ddown = FusedLinear(down_w, down_b, onednn::Act::None, Epilogue::Accumulate);
+    } else {
+      f.qkv = PackedLinear(qkv_w, qkv_b);
+      f.o = PackedLinear(o_w, o_b);
+      f.up = PackedLinear(m->up_proj->weight, bias_or_zero(m->up_proj));
+      if (m->gate_proj) f.gate = PackedLinear(m->gate_proj->weight, bias_or_zero(m->gate_proj));
+      f.down = PackedLinear(down_w, down_b);
+    }
     fused_.push_back(std::move(f));
   }
 }
@@ -225,6 +337,16 @@ void DinoV3ViTImpl::fused_layer_forward_(const FusedLayer& f, const DinoV3Layer&
                                          const torch::Tensor& sin) {
   const int64_t rows = x.size(0), c = x.size(1), n = rows / batch;
   const int64_t nh = config_.num_attention_heads, hd = config_.head_dim();
+  if (f.onednn) {
+    const torch::Tensor qkv = f.dqkv(layer_norm(x, l->norm1));
+    auto [q, k] = rope_qkv(qkv, batch, n, nh, hd, cos, sin);
+    const torch::Tensor v = qkv.view({batch, n, 3, nh, hd}).select(2, 2).transpose(1, 2);
+    f.do_.accumulate(attention(q, k, v, 1.0).view({rows, c}), x);  // x += ls1 * o_proj
+    const torch::Tensor h = layer_norm(x, l->norm2);
+    const torch::Tensor u = f.dgate.defined() ? f.dgate(h, f.dup(h)) : f.dup(h);
+    f.ddown.accumulate(u, x);  // x += ls2 * down_proj
+    return;
+  }
 
   torch::Tensor qkv =
       f.qkv(layer_norm(x, l->norm1)).view({batch, n, 3, nh, hd}).permute({2, 0, 3, 1, 4});

@@ -82,6 +82,14 @@ class DinoV3LayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DinoV3Layer);
 
+// The kernels of the fused inference path: LibTorch's (PackedLinear, with bias, activation and
+// residual adds as passes of their own) or oneDNN's own matmul primitives with those fused into
+// their epilogues (FusedLinear). The default follows measurements per CPU (dinov3.cpp);
+// VIDFUSE_DINOV3_KERNELS=onednn|torch forces one (read when fuse_for_inference runs).
+enum class DinoV3Kernels { Torch, Onednn };
+DinoV3Kernels dinov3_kernels(torch::ScalarType dtype, torch::Device device);
+const char* dinov3_kernels_name(DinoV3Kernels kernels);
+
 class DinoV3ViTImpl : public torch::nn::Module {
  public:
   explicit DinoV3ViTImpl(const DinoV3Config& config);
@@ -101,6 +109,10 @@ class DinoV3ViTImpl : public torch::nn::Module {
   void fuse_for_inference();
   void unfuse() { fused_.clear(); }
   bool fused() const { return !fused_.empty(); }
+  // The kernels fuse_for_inference chose (Torch when not fused).
+  DinoV3Kernels kernels() const {
+    return fused() && fused_[0].onednn ? DinoV3Kernels::Onednn : DinoV3Kernels::Torch;
+  }
 
   const DinoV3Config& config() const { return config_; }
   int64_t num_parameters() const;
@@ -111,7 +123,11 @@ class DinoV3ViTImpl : public torch::nn::Module {
 
  private:
   struct FusedLayer {
-    PackedLinear qkv, o, up, gate, down;
+    PackedLinear qkv, o, up, gate, down;  // DinoV3Kernels::Torch
+    // DinoV3Kernels::Onednn: bias + activation fused into up (gate: activation, then the product
+    // with up), the residual add into o and down.
+    FusedLinear dqkv, do_, dup, dgate, ddown;
+    bool onednn = false;
   };
   // One layer on the residual stream x [B*N, C], updated in place.
   void fused_layer_forward_(const FusedLayer& f, const DinoV3Layer& l, torch::Tensor& x,
