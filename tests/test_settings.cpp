@@ -251,7 +251,7 @@ TEST(Settings, TrainFlagsOverrideTheConfig) {
   EXPECT_EQ(saved["model"]["arch"], "late");
   EXPECT_TRUE(saved["data"]["extract"].is_object());
   EXPECT_EQ(saved.size(), 25u);
-  EXPECT_EQ(saved["data"].size(), 9u);
+  EXPECT_EQ(saved["data"].size(), 11u);  // + the loader's readers and prefetch
   EXPECT_EQ(saved["data"]["augment"].size(), 5u);
   EXPECT_EQ(saved["model"].size(), 20u);
 }

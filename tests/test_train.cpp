@@ -12,6 +12,7 @@
 
 #include "test_train_synthetic.h"
 #include "test_util.h"
+#include "vidfuse/core/device.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/train/metrics.h"
 #include "vidfuse/train/optimizer.h"
@@ -398,7 +399,10 @@ TEST(TrainTrainer, WritesLogCheckpointsMetricsAndReport) {
   auto mean = ckpt.get("model.motion_embed.input_mean");
   EXPECT_TRUE(torch::allclose(mean, trainer.model()->motion_embed->input_mean));
   EXPECT_GT(mean.abs().sum().item<double>(), 0);
-  EXPECT_EQ(nlohmann::json::parse(ckpt.metadata().at("config")), to_json(c));
+  // The config trained with, its device resolved ("auto" becomes the device the run used).
+  nlohmann::json expected = to_json(c);
+  expected["device"] = resolve_device(c.device).device;
+  EXPECT_EQ(nlohmann::json::parse(ckpt.metadata().at("config")), expected);
   auto metrics = nlohmann::json::parse(std::ifstream((dir / "metrics.json").string()));
   EXPECT_EQ(metrics["metrics"]["per_class"][1]["name"], "different");
   fs::remove_all(dir);
