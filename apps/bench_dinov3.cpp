@@ -10,6 +10,7 @@
 #include "command.h"
 #include "dtype_option.h"
 #include "profile_option.h"
+#include "vidfuse/core/cpu_peak.h"
 #include "vidfuse/core/device.h"
 #include "vidfuse/core/gemm_ceiling.h"
 #include "vidfuse/core/runtime.h"
@@ -139,6 +140,14 @@ int run_dinov3_bench(Dinov3BenchArgs a) {
     const double gemm = measure_gemm_gflops(dtype, device);
     // The rate the model's linear layers actually get (oneDNN on the CPU): the tighter ceiling.
     const double linear = measure_linear_gflops(dtype, device);
+    // The CPU's own peak (its measured clock times its widest FMA's measured rate): how much of
+    // the machine the GEMMs and the model reach, not only how they compare with each other.
+    const CpuPeak peak =
+        device.is_cpu() ? measure_cpu_peak(name, torch::get_num_threads()) : CpuPeak{};
+    auto of_peak = [&](double gflops) -> nlohmann::json {
+      if (peak.gflops <= 0) return nullptr;
+      return gflops / peak.gflops;
+    };
     nlohmann::json r = {{"bench", "dinov3"},
                         {"variant", a.weights.empty() ? a.variant : a.weights},
                         {"device", a.device},
@@ -159,6 +168,14 @@ int run_dinov3_bench(Dinov3BenchArgs a) {
                         {"ratio_to_gemm", model_gflops / gemm},
                         {"linear_gflops", linear},
                         {"ratio_to_linear", model_gflops / linear},
+                        {"cpu_peak",
+                         {{"instruction", peak.instruction},
+                          {"clock_ghz", peak.clock_ghz},
+                          {"gflops", peak.gflops},
+                          {"flop_per_cycle_per_core", peak.flop_per_cycle}}},
+                        {"model_of_peak", of_peak(model_gflops)},
+                        {"gemm_of_peak", of_peak(gemm)},
+                        {"linear_of_peak", of_peak(linear)},
                         {"peak_rss_gb", peak_rss_gb()},
                         {"blas", loaded_blas_library()},
                         {"cpu_isa", cpu_isa()},
@@ -174,6 +191,13 @@ int run_dinov3_bench(Dinov3BenchArgs a) {
           models::dinov3_kernels_name(model->kernels()), (long)a.batch, (long)a.size, images_per_s,
           a.batch / median, model_gflops, gemm, model_gflops / gemm, linear, model_gflops / linear,
           peak_rss_gb());
+      if (peak.gflops > 0)
+        std::printf(
+            "  CPU peak %.1f GFLOP/s (%s, %.1f FLOP/cycle/core at %.2f GHz measured, %d threads): "
+            "model %.0f %%, GEMM %.0f %%, oneDNN linear %.0f %% of it\n",
+            peak.gflops, peak.instruction.c_str(), peak.flop_per_cycle, peak.clock_ghz,
+            peak.threads, 100 * model_gflops / peak.gflops, 100 * gemm / peak.gflops,
+            100 * linear / peak.gflops);
     }
   }
   return 0;

@@ -14,10 +14,12 @@ if [ ! -f "$build/build.ninja" ] || [ $# -gt 0 ] ||
     "$@" >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
   grep -E "^-- vidfuse:" "$build.configure.log" >&2 || true
 fi
-# The compiler's own messages only (a build failure fails this script: PIPESTATUS is read before
-# anything else runs).
+# One short line per finished step with the elapsed time, then the compiler's own messages (a
+# clean build takes minutes: it should not look stuck). A build failure fails this script:
+# PIPESTATUS is read before anything else runs.
 set +e
-cmake --build "$build" -j"$(nproc)" 2>&1 | grep -vE "^\[[0-9]+/[0-9]+\] (Building|Linking)"
+NINJA_STATUS="build [%f/%t, %es] " cmake --build "$build" -j"$(nproc)" 2>&1 |
+  sed -uE 's#^(build \[[^]]*\] )(Building CXX object|Linking CXX [a-z ]+) (CMakeFiles/[^/]+/)?#\1#'
 status=${PIPESTATUS[0]}
 set -e
 exit "$status"

@@ -23,22 +23,14 @@
 
 using namespace vidfuse;
 using vidfuse::test::fixture;
+using vidfuse::test::read_bytes;
 using vidfuse::test::ScratchDir;
+using vidfuse::test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
 
 constexpr int kMutations = 300;  // per parser
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 // Seeded mutations. `text` mutations write numbers and brackets as text (JSON, CSV); the others
 // write them as little-endian binary fields (headers, pickles, zip records).

@@ -38,7 +38,7 @@ namespace {
 
 void write_text(const std::string& path, const std::string& text) {
   fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << text;
+  vidfuse::test::write_bytes(path, text);
 }
 
 // The message of the vidfuse::Error that `f` throws ("" and a failure when it throws none).

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "test_util.h"
+#include "vidfuse/core/cpu_peak.h"
 #include "vidfuse/core/device_stager.h"
 #include "vidfuse/core/runtime.h"
 #include "vidfuse/models/attention.h"
@@ -112,6 +113,34 @@ TEST(Runtime, CpuVendorMatchesProcCpuinfo) {
     if (line.rfind("vendor_id", 0) == 0) vendor = line.substr(line.find(':') + 2);
   if (vendor.empty()) GTEST_SKIP() << "no vendor_id in /proc/cpuinfo (not x86)";
   EXPECT_EQ(vidfuse::cpu_is_intel(), vendor == "GenuineIntel") << vendor;
+}
+
+// The peak benchmarks divide by: the instruction follows the CPU's flags from /proc/cpuinfo, and
+// the figures are consistent (FLOP/cycle is the rate over clock times threads). No timing bounds:
+// a busy machine slows both loops.
+TEST(Runtime, CpuPeakTimesTheWidestFmaThisCpuHas) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, flags;
+  while (flags.empty() && std::getline(cpuinfo, line))
+    if (line.rfind("flags", 0) == 0) flags = " " + line.substr(line.find(':') + 2) + " ";
+  if (flags.empty()) GTEST_SKIP() << "no flags in /proc/cpuinfo (not x86)";
+  auto has = [&](const char* f) {
+    return flags.find(" " + std::string(f) + " ") != std::string::npos;
+  };
+  const vidfuse::CpuPeak fp32 = vidfuse::measure_cpu_peak("fp32", 1);
+  if (has("avx512f")) {
+    EXPECT_EQ(fp32.instruction, "vfmadd231ps zmm");
+  } else if (has("avx2") && has("fma")) {
+    EXPECT_EQ(fp32.instruction, "vfmadd231ps ymm");
+  }
+  const vidfuse::CpuPeak bf16 = vidfuse::measure_cpu_peak("bf16", 1);
+  EXPECT_EQ(bf16.instruction, has("avx512_bf16") ? "vdpbf16ps zmm" : "");
+  for (const auto& p : {fp32, bf16}) {
+    if (p.instruction.empty()) continue;
+    EXPECT_GT(p.clock_ghz, 0.0) << p.instruction;
+    EXPECT_GT(p.gflops, 0.0) << p.instruction;
+    EXPECT_NEAR(p.flop_per_cycle, p.gflops / p.clock_ghz, 1e-9 * p.flop_per_cycle);
+  }
 }
 
 TEST(Runtime, Bf16OnACpuWithoutNativeBf16IsWarnedAboutWithTheFp32Alternative) {

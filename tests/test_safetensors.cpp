@@ -7,21 +7,15 @@
 #include "vidfuse/weights/safetensors.h"
 
 using namespace vidfuse;
+using vidfuse::test::read_bytes;
 using vidfuse::test::ScratchDir;
+using vidfuse::test::write_bytes;
 
 namespace {
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
 // A raw file: 8-byte length, the given header text, then `data_bytes` zero bytes.
-std::string raw_file(const std::string& header, size_t data_bytes, uint64_t claimed_len = UINT64_MAX) {
+std::string raw_file(const std::string& header, size_t data_bytes,
+                     uint64_t claimed_len = UINT64_MAX) {
   uint64_t n = claimed_len == UINT64_MAX ? header.size() : claimed_len;
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(n >> (8 * i));
@@ -79,10 +73,12 @@ TEST(Safetensors, AtomicWriteLeavesNoTempFiles) {
   int files = 0;
   for (auto& e : std::filesystem::directory_iterator(dir.path())) files += e.is_regular_file();
   EXPECT_EQ(files, 1);
-  EXPECT_TRUE(torch::equal(weights::load_safetensors(dir / "x.safetensors").at("a"), torch::zeros({3})));
+  EXPECT_TRUE(
+      torch::equal(weights::load_safetensors(dir / "x.safetensors").at("a"), torch::zeros({3})));
   // An unwritable destination is a clear error naming it.
-  EXPECT_THROW_WITH(weights::save_safetensors(dir / "no/such/dir/y.safetensors", {{"a", torch::ones({1})}}),
-                    "no/such/dir/y.safetensors");
+  EXPECT_THROW_WITH(
+      weights::save_safetensors(dir / "no/such/dir/y.safetensors", {{"a", torch::ones({1})}}),
+      "no/such/dir/y.safetensors");
 }
 
 struct Malformed {
@@ -93,7 +89,8 @@ struct Malformed {
 
 TEST(Safetensors, MalformedFilesGiveTheirOwnClearError) {
   ScratchDir dir;
-  weights::save_safetensors(dir / "good.safetensors", {{"w", torch::ones({4, 4})}, {"b", torch::ones({4})}});
+  weights::save_safetensors(dir / "good.safetensors",
+                            {{"w", torch::ones({4, 4})}, {"b", torch::ones({4})}});
   const std::string good = read_bytes(dir / "good.safetensors");
   const std::string h1 = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   std::vector<Malformed> cases = {
@@ -106,8 +103,8 @@ TEST(Safetensors, MalformedFilesGiveTheirOwnClearError) {
       {"not_object", raw_file("[1,2,3]", 0), "not a JSON object"},
       {"unknown_dtype", raw_file(R"({"a":{"dtype":"F128","shape":[2],"data_offsets":[0,8]}})", 8),
        "unknown safetensors dtype 'F128'"},
-      {"offset_out_of_range", raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,80]}})", 8),
-       "out of range"},
+      {"offset_out_of_range",
+       raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,80]}})", 8), "out of range"},
       {"offsets_reversed", raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", 8),
        "out of range"},
       {"size_mismatch", raw_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),

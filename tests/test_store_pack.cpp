@@ -22,15 +22,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using test::read_bytes;
 using test::ScratchDir;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void spit(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-}
+using test::write_bytes;
 
 // One tiny video's features, as extract writes them (fp16 features, f64 times).
 weights::TensorMap features(int64_t seed, int64_t channels = 8) {
@@ -106,7 +100,7 @@ TEST(StorePack, PackedSamplesEqualLooseInBothDtypes) {
       const torch::Tensor bytes = r.read(id);
       EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()),
                             static_cast<size_t>(bytes.numel())),
-                slurp(data::store_file_path(d / "loose", id)));
+                read_bytes(data::store_file_path(d / "loose", id)));
       EXPECT_EQ(mem.offset % 512, 0u);
     }
   }
@@ -136,8 +130,8 @@ TEST(StorePack, PartsPackDisjointlyAndAStoppedPackResumes) {
   EXPECT_EQ(stopped.shards_written, 1);
   EXPECT_FALSE(fs::exists(d / "packed/shards.json"));
   // A killed shard write leaves only a temp file and maybe its sidecar, never a shard.
-  spit(d / "packed/shard-0of2-00007.tar.tmp.99999.0", "half a shard");
-  spit(d / "packed/shard-0of2-00007.json", "{}");
+  write_bytes(d / "packed/shard-0of2-00007.tar.tmp.99999.0", "half a shard");
+  write_bytes(d / "packed/shard-0of2-00007.json", "{}");
   o.stop_after_shards = -1;
   o.part = 1;
   const data::PackSummary p1 = data::pack_store(d / "loose", d / "packed", o);
@@ -199,26 +193,26 @@ TEST(StorePack, EveryDamageIsNamedByTheReaderAndByVerify) {
   // An index that disagrees with its shard: entry v01 pointing at v00's bytes.
   expect_damage_named(
       [](const std::string& dir, const data::PackedIndex& x) {
-        json j = json::parse(slurp(dir + "/shards.json"));
+        json j = json::parse(read_bytes(dir + "/shards.json"));
         j["offset"][1] = j["offset"][0];
         j["length"][1] = j["length"][0];
-        spit(dir + "/shards.json", j.dump());
+        write_bytes(dir + "/shards.json", j.dump());
       },
       {"shard-0of1-00000.tar", "v01", "disagrees"});
   // The same id listed twice.
   expect_damage_named(
       [](const std::string& dir, const data::PackedIndex& x) {
-        json j = json::parse(slurp(dir + "/shards.json"));
+        json j = json::parse(read_bytes(dir + "/shards.json"));
         j["ids"][j["ids"].size() - 1] = "v00";
-        spit(dir + "/shards.json", j.dump());
+        write_bytes(dir + "/shards.json", j.dump());
       },
       {"v00", "listed twice", "shard-0of1-00000.tar"});
   // Shards of two recipes.
   expect_damage_named(
       [](const std::string& dir, const data::PackedIndex& x) {
-        json j = json::parse(slurp(dir + "/shards.json"));
+        json j = json::parse(read_bytes(dir + "/shards.json"));
         j["shard_recipes"][1] = "0123456789abcdef";
-        spit(dir + "/shards.json", j.dump());
+        write_bytes(dir + "/shards.json", j.dump());
       },
       {"shard-0of1-00001.tar", "another recipe"});
   // A shard the index does not list (a stale index).
@@ -247,13 +241,13 @@ TEST(StoreVerify, NonFiniteOddShapesAndStaleTempsNamed) {
   bad["semantic.patch"][0][1][1][3] = std::nan("");
   data::write_store_file(d / "s", "v02", bad, {{"streams", "semantic,motion"}});
   data::write_store_file(d / "s", "v04", features(4, 16), {{"streams", "semantic,motion"}});
-  spit(d / "s/v05.safetensors.tmp.4242.3", "killed writer");
+  write_bytes(d / "s/v05.safetensors.tmp.4242.3", "killed writer");
   for (const bool packed : {false, true}) {
     std::string dir = d / "s";
     if (packed) {
       data::pack_store(d / "s", d / "p");
       dir = d / "p";
-      spit(d / "p/shards.json.tmp.77.0", "killed writer");
+      write_bytes(d / "p/shards.json.tmp.77.0", "killed writer");
     }
     const data::VerifyReport v = data::verify_store(dir, m);
     EXPECT_FALSE(v.ok());

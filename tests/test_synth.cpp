@@ -22,15 +22,7 @@ using data::RenderedClip;
 using data::SynthOptions;
 using nlohmann::json;
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-json read_json(const std::string& path) { return json::parse(read_text(path)); }
+json read_json(const std::string& path) { return json::parse(read_bytes(path)); }
 
 std::string strip_brackets(std::string s) {
   s.erase(std::remove(s.begin(), s.end(), '['), s.end());
@@ -345,8 +337,8 @@ TEST(SynthDataset, SameSeedSameManifestsAndDecodedFrames) {
   data::write_synth_dataset(c.path().string(), small_options(6));
   bool manifests_differ = false;
   for (const char* m : kManifests) {
-    EXPECT_EQ(read_text(a / m), read_text(b / m)) << m;
-    manifests_differ = manifests_differ || read_text(a / m) != read_text(c / m);
+    EXPECT_EQ(read_bytes(a / m), read_bytes(b / m)) << m;
+    manifests_differ = manifests_differ || read_bytes(a / m) != read_bytes(c / m);
   }
   EXPECT_TRUE(manifests_differ);
   int64_t videos = 0, differ = 0;
@@ -469,11 +461,11 @@ TEST(SynthDataset, RerunKeepsValidClipsRedoesBrokenOnesRefusesOtherOptions) {
   o.format = "webm";
   auto s = data::write_synth_dataset(dir.path().string(), o);
   EXPECT_EQ(s.rendered, 6);
-  const std::string manifest = read_text(dir / "train.json");
+  const std::string manifest = read_bytes(dir / "train.json");
   s = data::write_synth_dataset(dir.path().string(), o);
   EXPECT_EQ(s.rendered, 0);
   EXPECT_EQ(s.skipped, 6);
-  EXPECT_EQ(read_text(dir / "train.json"), manifest);
+  EXPECT_EQ(read_bytes(dir / "train.json"), manifest);
   // A truncated video is rendered again; more clips extend the dataset.
   std::filesystem::resize_file(dir / "videos/2.webm", 100);
   o.clips = 8;

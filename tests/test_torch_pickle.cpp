@@ -19,21 +19,13 @@
 
 using namespace vidfuse;
 using vidfuse::test::fixture;
+using vidfuse::test::read_bytes;
 using vidfuse::test::ScratchDir;
+using vidfuse::test::write_bytes;
 
 namespace {
 
 std::string checkpoint(const std::string& name) { return fixture("checkpoints/" + name); }
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 // Bit-exact: same names, dtypes, shapes and bytes.
 void expect_identical(const weights::TensorMap& got, const weights::TensorMap& want) {

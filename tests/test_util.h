@@ -6,12 +6,24 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 
 #include "vidfuse/models/attention.h"
 
 namespace vidfuse::test {
+
+// A whole file's bytes ("" when it cannot be read: the test's own check then fails).
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Writes `bytes` as the whole file, replacing what was there.
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
 
 inline std::string fixture(const std::string& rel) {
   return std::string(VIDFUSE_SHARED_DIR) + "/fixtures/" + rel;

@@ -78,15 +78,6 @@ inline std::vector<int64_t> iota(int64_t n, int64_t first = 0) {
   return v;
 }
 
-inline void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
-inline std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // One test video: where it is and what was written into it.
 struct TestVideo {
   std::string path;

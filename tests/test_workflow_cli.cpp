@@ -23,19 +23,12 @@ using nlohmann::json;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Runs the CLI with `args`; returns the exit status, stdout+stderr in `output`.
 int run(const std::string& args, std::string* output = nullptr, const std::string& log = "") {
   const std::string out = log.empty() ? "/dev/null" : log;
   const int rc = std::system(
       (std::string(VIDFUSE_CLI) + " --threads 1 " + args + " > " + out + " 2>&1").c_str());
-  if (output && !log.empty()) *output = slurp(log);
+  if (output && !log.empty()) *output = read_bytes(log);
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 
@@ -106,14 +99,14 @@ TEST_F(Workflow, TrainEvalPredict) {
                 &log, path("eval.log")),
             0)
       << log;
-  const json m = json::parse(slurp(path("metrics.json")));
-  const int64_t val_count = json::parse(slurp(path("data/composite/validation.json"))).size();
+  const json m = json::parse(read_bytes(path("metrics.json")));
+  const int64_t val_count = json::parse(read_bytes(path("data/composite/validation.json"))).size();
   EXPECT_EQ(m["count"], val_count);
   EXPECT_GE(m["top1"].get<double>(), 0.0);
   EXPECT_LE(m["top1"].get<double>(), 1.0);
 
   // predict: one real video, one missing file; the good one is still answered, the exit is 1.
-  const auto val = json::parse(slurp(path("data/composite/validation.json")));
+  const auto val = json::parse(read_bytes(path("data/composite/validation.json")));
   std::string video;
   for (const auto& ext : {".webm", ".mp4"})
     if (fs::exists(path("data/videos/" + val[0]["id"].get<std::string>() + ext)))
@@ -124,7 +117,7 @@ TEST_F(Workflow, TrainEvalPredict) {
                 &log, path("predict.log")),
             1)
       << log;
-  std::istringstream lines(slurp(path("predict.log")));
+  std::istringstream lines(read_bytes(path("predict.log")));
   std::string line;
   int answered = 0, failed = 0;
   while (std::getline(lines, line)) {
@@ -174,8 +167,8 @@ TEST_F(Workflow, TwoLocalProcessesExtractOneStore) {
   EXPECT_NE(log.find("starting 2 processes"), std::string::npos) << log;
   EXPECT_NE(log.find("in shard 0/2"), std::string::npos) << log;
   EXPECT_NE(log.find("in shard 1/2"), std::string::npos) << log;
-  const json index = json::parse(slurp(path("store2/index.json")));
-  const json train = json::parse(slurp(path("data/composite/train.json")));
+  const json index = json::parse(read_bytes(path("store2/index.json")));
+  const json train = json::parse(read_bytes(path("data/composite/train.json")));
   ASSERT_EQ(index["videos"].size(), train.size());
   for (const auto& [id, entry] : index["videos"].items()) {
     const auto a = weights::load_safetensors(path("store2/" + id + ".safetensors"));
@@ -187,7 +180,7 @@ TEST_F(Workflow, TwoLocalProcessesExtractOneStore) {
 
 TEST_F(Workflow, BadConfigsAreNamed) {
   std::string log;
-  json bad = json::parse(slurp(path("config.json")));
+  json bad = json::parse(read_bytes(path("config.json")));
   bad["learning_rate"] = 0.1;  // not a key
   std::ofstream(path("bad.json")) << bad.dump();
   EXPECT_EQ(
@@ -229,7 +222,7 @@ TEST(WorkflowDemo, SmallDemoRunsEndToEnd) {
           << log;
       EXPECT_TRUE(fs::exists(d / ("demo/" + std::string(arch) + "/seed-" + seed + "/train.log")));
     }
-  const std::string report = slurp(d / "demo/report.html");
+  const std::string report = read_bytes(d / "demo/report.html");
   EXPECT_NE(report.find("random weights"), std::string::npos);
   for (const char* arch : {"fusion", "semantic", "motion", "late"})
     for (const char* seed : {"seed-0", "seed-1"}) {

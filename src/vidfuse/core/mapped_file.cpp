@@ -37,4 +37,17 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+int64_t pread_full(int fd, void* buf, uint64_t n, uint64_t offset) {
+  auto* p = static_cast<uint8_t*>(buf);
+  uint64_t done = 0;
+  while (done < n) {
+    const ssize_t r = ::pread(fd, p + done, n - done, static_cast<off_t>(offset + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) break;
+    done += static_cast<uint64_t>(r);
+  }
+  return static_cast<int64_t>(done);
+}
+
 }  // namespace vidfuse

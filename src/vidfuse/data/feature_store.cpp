@@ -19,6 +19,7 @@
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/json_file.h"
+#include "vidfuse/core/mapped_file.h"
 #include "vidfuse/data/store_schema.h"
 
 namespace vidfuse::data {
@@ -142,16 +143,7 @@ StoreFileInfo inspect_store_entry(const std::string& where, int fd, uint64_t off
   info.bytes = size;
   const std::string& path = where;
   auto read_at = [&](void* buf, uint64_t n, uint64_t at) {
-    auto* p = static_cast<char*>(buf);
-    while (n > 0) {
-      const ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset + at));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return false;
-      p += r;
-      n -= uint64_t(r);
-      at += uint64_t(r);
-    }
-    return true;
+    return pread_full(fd, buf, n, offset + at) == static_cast<int64_t>(n);
   };
   try {
     uint8_t len[8];

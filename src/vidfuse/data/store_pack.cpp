@@ -18,6 +18,7 @@
 #include "vidfuse/core/atomic_file.h"
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/json_file.h"
+#include "vidfuse/core/mapped_file.h"
 #include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/data/extractor.h"
 #include "vidfuse/data/feature_store.h"
@@ -95,16 +96,10 @@ std::string cstr(const char* p, size_t n) { return std::string(p, strnlen(p, n))
 
 void pread_all(int fd, void* buf, size_t n, uint64_t off, const std::string& path,
                const std::string& what) {
-  auto* p = static_cast<char*>(buf);
-  while (n > 0) {
-    const ssize_t r = ::pread(fd, p, n, static_cast<off_t>(off));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) fail_file(path, what + ": read failed: " + std::strerror(errno));
-    if (r == 0) fail_file(path, what + ": the file ends early (truncated shard)");
-    p += r;
-    n -= static_cast<size_t>(r);
-    off += static_cast<uint64_t>(r);
-  }
+  const int64_t r = pread_full(fd, buf, n, off);
+  if (r < 0) fail_file(path, what + ": read failed: " + std::strerror(errno));
+  if (static_cast<uint64_t>(r) < n)
+    fail_file(path, what + ": the file ends early (truncated shard)");
 }
 
 // --- shard names and sidecars -------------------------------------------------------------------

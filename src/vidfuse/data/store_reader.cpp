@@ -12,6 +12,7 @@
 #include <set>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/mapped_file.h"
 #include "vidfuse/data/feature_store.h"
 
 namespace vidfuse::data {
@@ -21,17 +22,11 @@ namespace fs = std::filesystem;
 namespace {
 
 void pread_exact(int fd, uint8_t* p, size_t n, uint64_t off, const std::string& where) {
-  while (n > 0) {
-    const ssize_t r = ::pread(fd, p, n, static_cast<off_t>(off));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw Error(where + ": read failed: " + std::strerror(errno));
-    if (r == 0)
-      throw Error(where + ": the file ends " + std::to_string(n) +
-                  " bytes before the entry does (truncated)");
-    p += r;
-    n -= static_cast<size_t>(r);
-    off += static_cast<uint64_t>(r);
-  }
+  const int64_t r = pread_full(fd, p, n, off);
+  if (r < 0) throw Error(where + ": read failed: " + std::strerror(errno));
+  if (static_cast<uint64_t>(r) < n)
+    throw Error(where + ": the file ends " + std::to_string(n - static_cast<uint64_t>(r)) +
+                " bytes before the entry does (truncated)");
 }
 
 template <class Bits>

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "vidfuse/core/error.h"
+#include "vidfuse/core/mapped_file.h"
 #include "vidfuse/core/shape_text.h"
 #include "vidfuse/data/extract_recipe.h"
 #include "vidfuse/data/feature_store.h"
@@ -216,12 +217,12 @@ void verify_packed(const std::string& dir, const Manifest& manifest, Checker& c,
       continue;
     }
     torch::Tensor bytes = torch::empty({static_cast<int64_t>(x.length[i])}, torch::kUInt8);
-    const ssize_t n =
-        ::pread(fds[s], bytes.data_ptr<uint8_t>(), x.length[i], static_cast<off_t>(x.offset[i]));
-    if (n != static_cast<ssize_t>(x.length[i])) {
+    const int64_t n = pread_full(fds[s], bytes.data_ptr<uint8_t>(), x.length[i], x.offset[i]);
+    if (n != static_cast<int64_t>(x.length[i])) {
       ++r.corrupt;
       r.corrupt_files.emplace_back(
-          v.id, where + ": the shard ends before the entry does (truncated shard)");
+          v.id, where + (n < 0 ? ": read failed: " + std::string(std::strerror(errno))
+                               : ": the shard ends before the entry does (truncated shard)"));
       continue;
     }
     if (c.check(v.id, where, bytes)) ++r.complete;
