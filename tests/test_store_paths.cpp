@@ -177,6 +177,20 @@ TEST(AtomicFile, StaleTempsOfDeadProcessesAreFoundAndOnlyThose) {
   EXPECT_TRUE(find_stale_temps(d / "no-such-folder").empty());
 }
 
+// What `store verify` lists: every temp file of atomic_file's form, a live writer's too, in
+// sub-folders too; a video whose id holds ".tmp." is a store file, not a temp.
+TEST(AtomicFile, VerifyListsTempFilesByTheirFormNotByASubstring) {
+  ScratchDir d;
+  fs::create_directories(d / "sub");
+  write_bytes(d / "a.safetensors.tmp.5.3", "x");
+  write_bytes(d / "sub/b.safetensors.tmp.6.0123abcd0123abcd", "x");
+  write_bytes(d / "clip.tmp.7.safetensors", "x");
+  write_bytes(d / "clip.tmp.v2.safetensors", "x");
+  const std::vector<std::string> expect = {d / "a.safetensors.tmp.5.3",
+                                           d / "sub/b.safetensors.tmp.6.0123abcd0123abcd"};
+  EXPECT_EQ(data::find_temp_files(d.path().string()), expect);
+}
+
 TEST(StorePaths, KineticsTimesThatCannotNameAFileAreRefused) {
   ScratchDir d;
   for (const std::string bad : {"inf", "nan", "1e300", "-inf", "-1", "1e400"}) {

@@ -245,8 +245,7 @@ std::vector<std::string> find_temp_files(const std::string& store_dir) {
   std::error_code ec;
   for (fs::recursive_directory_iterator it(store_dir, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-    if (it->path().filename().string().find(".tmp.") != std::string::npos)
-      out.push_back(it->path().string());
+    if (parse_temp_name(it->path().filename().string())) out.push_back(it->path().string());
   std::sort(out.begin(), out.end());
   return out;
 }

@@ -75,9 +75,9 @@ void write_store_file(const std::string& store_dir, const std::string& id,
 // no file is opened or stat'ed. Temp files are not listed.
 std::vector<std::string> list_loose_ids(const std::string& store_dir);
 
-// Temp files that killed writers left in the store folder: names of the form `<name>.tmp.<...>`
-// (core/atomic_file's temp names), sorted. A stand-in until core/atomic_file exposes its own
-// finder (issue 29).
+// Every temp file in the store folder and below (core/atomic_file's temp names, parse_temp_name),
+// sorted: what `store verify` reports. Unlike find_stale_temps, which a rerun uses to remove only
+// those of writers that are gone, this lists the live writers' too: verify describes the folder.
 std::vector<std::string> find_temp_files(const std::string& store_dir);
 
 // Every `*.safetensors` of the store, inspected (sorted by id). Temp files are ignored.
