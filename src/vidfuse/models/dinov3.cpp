@@ -12,6 +12,7 @@
 #include "vidfuse/core/runtime.h"
 #include "vidfuse/core/shape_text.h"
 #include "vidfuse/models/attention.h"
+#include "vidfuse/models/cpu_kernels.h"
 #include "vidfuse/weights/checkpoint.h"
 #include "vidfuse/weights/state_dict.h"
 
@@ -131,7 +132,23 @@ onednn::Act onednn_act(const std::string& act) {
   return onednn::Act::GeluTanh;  // gelu_pytorch_tanh, as activation() above
 }
 
+// VIDFUSE_LAYERNORM=torch|rows forces LayerNorm's kernel; unset or "auto", rows_layer_norm
+// (cpu_kernels.h) runs where it can, since it measured faster than torch::layer_norm on Zen 4 in
+// both dtypes (`vidfuse bench dinov3 --parts`). Read on each call, so that the benchmark can
+// alternate the two in one process.
+bool rows_layer_norm_wanted() {
+  const char* v = std::getenv("VIDFUSE_LAYERNORM");
+  if (!v || !*v || std::string(v) == "auto" || std::string(v) == "rows") return true;
+  if (std::string(v) == "torch") return false;
+  throw Error(std::string("VIDFUSE_LAYERNORM='") + v + "': auto, torch or rows");
+}
+
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::nn::LayerNorm& ln) {
+  const bool records_graph =
+      torch::GradMode::is_enabled() && (x.requires_grad() || ln->weight.requires_grad());
+  if (!records_graph && rows_layer_norm_wanted() &&
+      rows_layer_norm_supports(x, ln->weight, ln->bias))
+    return rows_layer_norm(x, ln->weight, ln->bias, ln->options.eps());
   return torch::layer_norm(x, {x.size(-1)}, ln->weight, ln->bias, ln->options.eps());
 }
 
