@@ -23,7 +23,7 @@ namespace {
 struct Dinov3BenchArgs {
   std::string variant = "vitb16", dtype = "both", device = "auto", weights, profile;
   int64_t batch = 8, size = 224, iters = 3;
-  bool json = false, ab = false, parts = false;
+  bool json = false, ab = false, parts = false, kernels_only = false;
 };
 
 // Forward FLOPs per image: every matmul (2 per multiply-add) and the patch embedding.
@@ -219,6 +219,7 @@ int run_dinov3_parts(const Dinov3BenchArgs& a) {
       print(rl, "layernorm " + name + " [" + std::to_string(x.size(0)) + ", " +
                     std::to_string(x.size(1)) + "]: " + line({"torch", "rows"}, tl, 1e3, "ms"));
     }
+    if (a.kernels_only) continue;
     // The whole forward under each choice (the kernel set of this CPU's default).
     torch::manual_seed(0);
     models::DinoV3ViT m(c);
@@ -356,6 +357,8 @@ VIDFUSE_BENCH(
                    "The inference path's attention (per-head, sdpa, fused) and LayerNorm (torch, "
                    "rows) kernels, alone and in the whole forward, timed alternately in one "
                    "process; random weights");
+      sub.add_flag("--kernels-only", a->kernels_only,
+                   "With --parts: the attention and LayerNorm kernels alone, not the forward");
       sub.add_option("--variant", a->variant, "vits16|vitb16|vitl16|...")->capture_default_str();
       sub.add_option("--weights", a->weights,
                      "A DINOv3 checkpoint or HF directory instead of random weights (the same "

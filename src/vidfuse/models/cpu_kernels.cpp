@@ -1,6 +1,7 @@
 #include "vidfuse/models/cpu_kernels.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <algorithm>
 #include <cmath>
@@ -37,33 +38,57 @@ bool cpu_avx512_bf16() {
   return ok;
 }
 
-__mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+// All lanes. The masked forms of the intrinsics are used where the plain ones start from
+// _mm512_undefined_*(), which GCC 12 reports as an uninitialised read (a false positive).
+constexpr __mmask16 kAll = 0xFFFF;
+
+inline __attribute__((always_inline)) __mmask16 tail_mask(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+}
 
 // ---------------------------------------------------------------- loads and stores
 
 VF_F32 inline __m512 load_f(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 VF_F32 inline __m512 load_f(const c10::BFloat16* p, __mmask16 m) {
   const __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  return _mm512_castsi512_ps(
+      _mm512_maskz_slli_epi32(kAll, _mm512_maskz_cvtepu16_epi32(kAll, h), 16));
 }
 VF_F32 inline void store_f(float* p, __m512 x, __mmask16 m) { _mm512_mask_storeu_ps(p, m, x); }
 // To bf16 rounding to nearest even (as c10::BFloat16), NaN kept NaN; AVX-512F/BW only, so the
 // fp32 kernels' LayerNorm needs no AVX512-BF16.
 VF_F32 inline void store_f(c10::BFloat16* p, __m512 x, __mmask16 m) {
   const __m512i u = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r =
-      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+  const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(kAll, u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_maskz_srli_epi32(
+      kAll, _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
   r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
-  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
+  _mm256_mask_storeu_epi16(p, m, _mm512_maskz_cvtepi32_epi16(kAll, r));
+}
+
+// Horizontal sum and maximum through memory (GCC's _mm512_reduce_* warn as above); once per row.
+VF_F32 inline float hsum(__m512 x) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, x);
+  float s = 0;
+  for (float v : t) s += v;
+  return s;
+}
+VF_F32 inline float hmax(__m512 x) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, x);
+  float m = t[0];
+  for (float v : t) m = std::max(m, v);
+  return m;
 }
 
 // e^x for x <= 0 (scores less their row's maximum): x = n ln2 + r, |r| <= ln2 / 2, e^r by its
 // Taylor polynomial to degree 7 (error < 1e-8 relative), scaled by 2^n.
 VF_F32 inline __m512 exp_nonpositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));  // below, e^x is 0 in float32 anyway
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm512_maskz_max_ps(kAll, x, _mm512_set1_ps(-87.0f));  // below, e^x is 0 in float32 anyway
+  const __m512 n =
+      _mm512_maskz_roundscale_ps(kAll, _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
   __m512 p = _mm512_set1_ps(1.0f / 5040);
@@ -74,7 +99,7 @@ VF_F32 inline __m512 exp_nonpositive(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
+  return _mm512_maskz_scalef_ps(kAll, p, n);
 }
 
 // ---------------------------------------------------------------- attention
@@ -161,7 +186,7 @@ VF_F32 void pv_tile(const float* p, int64_t ps, const float* v, int64_t vs, int6
     const __m512 scale = _mm512_set1_ps(inv[r]);
 #pragma GCC unroll 4
     for (int c = 0; c < NV; ++c)
-      store_f(out + r * os + 16 * c, _mm512_mul_ps(acc[r][c], scale), __mmask16(0xFFFF));
+      store_f(out + r * os + 16 * c, _mm512_mul_ps(acc[r][c], scale), kAll);
   }
 }
 
@@ -189,7 +214,7 @@ VF_BF16 void pv_tile(const c10::BFloat16* p, int64_t ps, const uint32_t* vp, int
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int c = 0; c < NV; ++c) store_f(out + r * os + 16 * c, acc[r][c], __mmask16(0xFFFF));
+    for (int c = 0; c < NV; ++c) store_f(out + r * os + 16 * c, acc[r][c], kAll);
 }
 
 // Calls tile<R, NV> for a runtime R in 1..4 and NV in 1..4.
@@ -234,7 +259,7 @@ VF_F32 float softmax_row(float* s, int64_t n, float scale) {
     _mm512_mask_storeu_ps(s + j, m, x);
     mx = _mm512_mask_max_ps(mx, m, mx, x);
   }
-  const __m512 row_max = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  const __m512 row_max = _mm512_set1_ps(hmax(mx));
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
@@ -242,7 +267,7 @@ VF_F32 float softmax_row(float* s, int64_t n, float scale) {
     _mm512_mask_storeu_ps(s + j, m, e);
     sum = _mm512_mask_add_ps(sum, m, sum, e);
   }
-  return 1.0f / _mm512_reduce_add_ps(sum);
+  return 1.0f / hsum(sum);
 }
 
 // A row of e^(s − max) to bf16 probabilities (· inv), the odd key count padded with a zero.
@@ -361,7 +386,7 @@ VF_F32 void layer_norm_rows(const T* x, T* y, const float* w, const float* b, in
     // Welford result, without one pass's cancellation).
     __m512 sum = _mm512_setzero_ps();
     for (int64_t j = 0; j < c; j += 16) sum = _mm512_add_ps(sum, load_f(xr + j, tail_mask(c - j)));
-    const float mean = _mm512_reduce_add_ps(sum) / static_cast<float>(c);
+    const float mean = hsum(sum) / static_cast<float>(c);
     const __m512 mv = _mm512_set1_ps(mean);
     __m512 sq = _mm512_setzero_ps();
     for (int64_t j = 0; j < c; j += 16) {
@@ -369,7 +394,7 @@ VF_F32 void layer_norm_rows(const T* x, T* y, const float* w, const float* b, in
       const __m512 d = _mm512_maskz_sub_ps(m, load_f(xr + j, m), mv);
       sq = _mm512_fmadd_ps(d, d, sq);
     }
-    const float rstd = 1.0f / std::sqrt(_mm512_reduce_add_ps(sq) / static_cast<float>(c) + eps);
+    const float rstd = 1.0f / std::sqrt(hsum(sq) / static_cast<float>(c) + eps);
     const __m512 rs = _mm512_set1_ps(rstd);
     for (int64_t j = 0; j < c; j += 16) {
       const __mmask16 m = tail_mask(c - j);
@@ -414,6 +439,7 @@ torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, double scale) {
   TORCH_CHECK(fused_attention_supports(q, k, v),
               "fused_attention: unsupported inputs (see fused_attention_supports)");
+  RECORD_FUNCTION("vidfuse::fused_attention", std::vector<c10::IValue>());  // named in profiles
   const int64_t B = q.size(0), H = q.size(1), nq = q.size(2), D = q.size(3);
   torch::Tensor out = torch::empty({B, nq, H * D}, q.options());
 #if VIDFUSE_X86_KERNELS
@@ -437,6 +463,7 @@ torch::Tensor rows_layer_norm(const torch::Tensor& x, const torch::Tensor& weigh
                               const torch::Tensor& bias, double eps) {
   TORCH_CHECK(rows_layer_norm_supports(x, weight, bias),
               "rows_layer_norm: unsupported inputs (see rows_layer_norm_supports)");
+  RECORD_FUNCTION("vidfuse::rows_layer_norm", std::vector<c10::IValue>());
   torch::Tensor y = torch::empty_like(x);
 #if VIDFUSE_X86_KERNELS
   const torch::Tensor w = weight.to(torch::kFloat32).contiguous();
