@@ -231,20 +231,26 @@ int run_dinov3_parts(const Dinov3BenchArgs& a) {
     struct Choice {
       std::string name;
       AttentionKernel attn;
-      const char* ln;
+      const char *ln, *rope = "pass";
     };
     std::vector<Choice> choices = {{"per-head+torch-ln", AttentionKernel::PerHead, "torch"},
                                    {"sdpa+torch-ln", AttentionKernel::Sdpa, "torch"}};
     if (fused_ok) choices.push_back({"fused+torch-ln", AttentionKernel::Fused, "torch"});
     if (rows_ok) choices.push_back({"per-head+rows-ln", AttentionKernel::PerHead, "rows"});
-    if (fused_ok && rows_ok) choices.push_back({"fused+rows-ln", AttentionKernel::Fused, "rows"});
+    if (fused_ok && rows_ok) {
+      choices.push_back(
+          {"fused+rows-ln+rope-in-attention", AttentionKernel::Fused, "rows", "attention"});
+      choices.push_back({"fused+rows-ln", AttentionKernel::Fused, "rows"});
+    }
     std::vector<torch::Tensor> pooled(choices.size());
     auto tm = time_alternately(choices.size(), a.iters, [&](size_t i) {
       models::set_attention_kernel(choices[i].attn);
       ::setenv("VIDFUSE_LAYERNORM", choices[i].ln, 1);
+      ::setenv("VIDFUSE_ROPE", choices[i].rope, 1);
       pooled[i] = m->forward(img).pooler_output.to(torch::kFloat32);
     });
     ::unsetenv("VIDFUSE_LAYERNORM");
+    ::unsetenv("VIDFUSE_ROPE");
     std::vector<std::string> names;
     nlohmann::json rm = {{"bench", "dinov3-parts-forward"},
                          {"dtype", name},

@@ -3,6 +3,7 @@
 #include "test_util.h"
 #include "vidfuse/models/attention.h"
 #include "vidfuse/models/cpu_kernels.h"
+#include "vidfuse/models/dinov3.h"
 
 using namespace vidfuse;
 using vidfuse::test::rel_error;
@@ -101,6 +102,42 @@ TEST(CpuKernels, ForcedFusedAttentionFallsBackWhereItCannotRun) {
   EXPECT_LE(rel_error(models::attention(odd[0], odd[1], odd[2], 0.5),
                       reference_attention(odd[0], odd[1], odd[2], 0.5)),
             2e-6);
+}
+
+// RoPE applied by the kernel as it reads q and k from the q|k|v rows: against the formula
+// x·cos + rotate_half(x)·sin on the patch tokens (the prefix tokens unrotated), then attention, in
+// float64. Odd grids, one and five prefix tokens.
+TEST(CpuKernels, FusedRopeAttentionMatchesReference) {
+  struct Case {
+    int64_t b, h, gh, gw, prefix, d;
+  };
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    for (const Case c :
+         {Case{2, 3, 5, 7, 5, 32}, Case{1, 2, 9, 9, 1, 64}, Case{1, 1, 3, 2, 5, 16}}) {
+      const int64_t n = c.prefix + c.gh * c.gw;
+      torch::manual_seed(n);
+      auto qkv = torch::randn({c.b * n, 3 * c.h * c.d}).to(dtype);
+      auto [cos, sin] = models::dinov3_rope_tables(c.gh, c.gw, c.d, 100.0, torch::TensorOptions());
+      auto parts = qkv.view({c.b, n, 3, c.h, c.d}).to(torch::kFloat64);
+      auto rope = [&](const torch::Tensor& x) {  // [B, H, N, D]
+        auto p = x.narrow(2, c.prefix, n - c.prefix);
+        const int64_t half = c.d / 2;
+        auto rot = torch::cat({-p.narrow(-1, half, half), p.narrow(-1, 0, half)}, -1);
+        auto cd = cos.to(dtype).to(torch::kFloat64), sd = sin.to(dtype).to(torch::kFloat64);
+        return torch::cat({x.narrow(2, 0, c.prefix), p * cd + rot * sd}, 2);
+      };
+      auto q = rope(parts.select(2, 0).transpose(1, 2));
+      auto k = rope(parts.select(2, 1).transpose(1, 2));
+      auto v = parts.select(2, 2).transpose(1, 2);
+      auto probe = qkv.view({c.b, n, 3, c.h, c.d}).select(2, 0).transpose(1, 2);
+      if (!models::fused_attention_supports(probe, probe, probe)) GTEST_SKIP() << "no AVX-512";
+      SCOPED_TRACE(::testing::Message() << c10::toString(dtype) << " grid " << c.gh << "x" << c.gw
+                                        << " prefix " << c.prefix << " D " << c.d);
+      auto out = models::fused_rope_attention(qkv, c.b, c.h, cos, sin, 0.2);
+      EXPECT_LE(rel_error(out, reference_attention(q, k, v, 0.2)),
+                dtype == torch::kFloat32 ? 2e-6 : 1e-2);
+    }
+  }
 }
 
 TEST(CpuKernels, RowsLayerNormMatchesTorch) {

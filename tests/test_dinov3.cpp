@@ -58,8 +58,8 @@ void check_parity_with(const std::string& name, torch::ScalarType dtype, bool fu
 
 // Every fixture on each attention kernel: SDPA (LibTorch's fused kernel), the per-head path and
 // the fused CPU kernel (cpu_kernels.h; per-head where the CPU lacks AVX-512), with LayerNorm
-// from torch and from rows_layer_norm; the fused path also on each of its kernel sets
-// (LibTorch's, oneDNN's own where linked in).
+// from torch and from rows_layer_norm, RoPE in its own pass and inside the fused kernel; the fused
+// path also on each of its kernel sets (LibTorch's, oneDNN's own where linked in).
 void check_parity(const std::string& name, torch::ScalarType dtype, bool fused, double tol) {
   std::vector<const char*> kernel_sets = {"torch"};
   if (fused && onednn_matmul_available(dtype, torch::kCPU)) kernel_sets.push_back("onednn");
@@ -72,6 +72,10 @@ void check_parity(const std::string& name, torch::ScalarType dtype, bool fused, 
       for (const auto kernel : {models::AttentionKernel::Sdpa, models::AttentionKernel::PerHead,
                                 models::AttentionKernel::Fused})
         check_parity_with(name, dtype, fused, tol, kernel);
+      // RoPE applied inside the fused kernel (fused_rope_attention) instead of rope_qkv's pass.
+      vidfuse::test::EnvScope rope_env("VIDFUSE_ROPE", "attention");
+      SCOPED_TRACE("VIDFUSE_ROPE=attention");
+      check_parity_with(name, dtype, fused, tol, models::AttentionKernel::Fused);
     }
   }
 }

@@ -136,17 +136,23 @@ AttentionKernel attention_kernel_from_name(const std::string& name) {
 void set_attention_kernel(AttentionKernel kernel) { kernel_setting() = kernel; }
 AttentionKernel attention_kernel() { return kernel_setting(); }
 
+bool attention_uses_fused(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const AttentionKernel kernel = attention_kernel();
+  const bool records_graph = torch::GradMode::is_enabled() &&
+                             (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  return !records_graph &&
+         (kernel == AttentionKernel::Fused ||
+          (kernel == AttentionKernel::Auto && fused_is_faster())) &&
+         fused_attention_supports(q, k, v);
+}
+
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
               "attention expects [B, H, N, D] inputs");
   const AttentionKernel kernel = attention_kernel();
   const bool records_graph = torch::GradMode::is_enabled() &&
                              (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (!records_graph &&
-      (kernel == AttentionKernel::Fused ||
-       (kernel == AttentionKernel::Auto && fused_is_faster())) &&
-      fused_attention_supports(q, k, v))
-    return fused_attention(q, k, v, scale);
+  if (attention_uses_fused(q, k, v)) return fused_attention(q, k, v, scale);
   const bool per_head =
       kernel == AttentionKernel::PerHead || kernel == AttentionKernel::Fused ||
       (kernel == AttentionKernel::Auto && q.device().is_cpu() && per_head_is_faster(records_graph));

@@ -36,4 +36,8 @@ AttentionKernel attention_kernel();
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         double scale);
 
+// Whether attention(q, k, v, ...) would run the fused CPU kernel (the setting, the CPU, no graph to
+// record, a layout it takes): DINOv3 then hands it RoPE too (fused_rope_attention).
+bool attention_uses_fused(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+
 }  // namespace vidfuse::models

@@ -289,9 +289,31 @@ struct Operand {
 
 constexpr int64_t kQueryBlock = 64;
 
+// RoPE applied by the kernel as it reads q and k (rope_qkv's arithmetic in models/dinov3.cpp: float
+// products, rounded to T): tokens from `prefix` on are rotated by the tables' row t − prefix.
+template <typename T>
+struct RopeIn {
+  const T *cos = nullptr, *sin = nullptr;
+  int64_t prefix = 0;
+  // Row `t` of x (D values) rotated into o, or x itself before the prefix / without tables.
+  const T* row(const T* x, int64_t t, int64_t dim, T* o) const {
+    if (!cos || t < prefix) return x;
+    const int64_t half = dim / 2;
+    const T* c = cos + (t - prefix) * dim;
+    const T* s = sin + (t - prefix) * dim;
+    for (int64_t d = 0; d < half; ++d) {
+      const float x1 = static_cast<float>(x[d]), x2 = static_cast<float>(x[d + half]);
+      o[d] = static_cast<T>(x1 * static_cast<float>(c[d]) - x2 * static_cast<float>(s[d]));
+      o[d + half] = static_cast<T>(x2 * static_cast<float>(c[d + half]) +
+                                   x1 * static_cast<float>(s[d + half]));
+    }
+    return o;
+  }
+};
+
 template <typename T>
 void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                          float scale, torch::Tensor& out) {
+                          float scale, torch::Tensor& out, const RopeIn<T>& rope = {}) {
   constexpr bool bf16 = std::is_same_v<T, c10::BFloat16>;
   const int64_t B = q.size(0), H = q.size(1), nq = q.size(2), D = q.size(3), nk = k.size(2);
   const int64_t np = (nk + 15) / 16 * 16;  // keys padded to whole vectors (zero keys, masked)
@@ -310,6 +332,8 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
     std::vector<float> kt_f(bf16 ? 0 : D * np), scores(kQueryBlock * np), inv(kQueryBlock);
     std::vector<uint32_t> kt_p(bf16 ? D / 2 * np : 0), v_p(bf16 ? np2 / 2 * D : 0);
     std::vector<c10::BFloat16> probs(bf16 ? kQueryBlock * np2 : 0);
+    // With RoPE: the block's rotated q rows, and one rotated k row.
+    std::vector<T> q_rot(rope.cos ? kQueryBlock * D : 0), k_rot(D);
     int64_t packed = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / blocks, i0 = (task % blocks) * kQueryBlock;
@@ -320,9 +344,11 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
         if constexpr (bf16) {
           const int64_t dp = D / 2;
           std::fill(kt_p.begin(), kt_p.end(), 0u);
-          for (int64_t j = 0; j < nk; ++j)
+          for (int64_t j = 0; j < nk; ++j) {
+            const T* kr = rope.row(kh + j * ks.n, j, D, k_rot.data());
             for (int64_t d = 0; d < dp; ++d)
-              std::memcpy(&kt_p[d * np + j], kh + j * ks.n + 2 * d, sizeof(uint32_t));
+              std::memcpy(&kt_p[d * np + j], kr + 2 * d, sizeof(uint32_t));
+          }
           const T* vh = vp + vs.at(b, h);
           for (int64_t jp = 0; jp < np2 / 2; ++jp) {
             const uint16_t* r0 = reinterpret_cast<const uint16_t*>(vh + 2 * jp * vs.n);
@@ -333,22 +359,39 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
           }
         } else {
           std::fill(kt_f.begin(), kt_f.end(), 0.0f);
-          for (int64_t j0 = 0; j0 < nk; j0 += 16)
-            for (int64_t d = 0; d < D; ++d)
-              for (int64_t j = j0; j < std::min(nk, j0 + 16); ++j)
-                kt_f[d * np + j] = kh[j * ks.n + d];
+          if (rope.cos) {
+            for (int64_t j = 0; j < nk; ++j) {
+              const T* kr = rope.row(kh + j * ks.n, j, D, k_rot.data());
+              for (int64_t d = 0; d < D; ++d) kt_f[d * np + j] = kr[d];
+            }
+          } else {
+            for (int64_t j0 = 0; j0 < nk; j0 += 16)
+              for (int64_t d = 0; d < D; ++d)
+                for (int64_t j = j0; j < std::min(nk, j0 + 16); ++j)
+                  kt_f[d * np + j] = kh[j * ks.n + d];
+          }
         }
       }
       const T* qb = qp + qs.at(b, h) + i0 * qs.n;
+      int64_t qstride = qs.n;
+      if (rope.cos) {
+        for (int64_t i = 0; i < rows; ++i) {
+          T* dst = q_rot.data() + i * D;
+          const T* r = rope.row(qb + i * qs.n, i0 + i, D, dst);
+          if (r != dst) std::copy(r, r + D, dst);
+        }
+        qb = q_rot.data();
+        qstride = D;
+      }
       for (int64_t r0 = 0; r0 < rows; r0 += 4) {
         const int r = static_cast<int>(std::min<int64_t>(4, rows - r0));
         for (int64_t j0 = 0; j0 < np; j0 += 64) {
           const int nv = static_cast<int>(std::min<int64_t>(4, (np - j0) / 16));
           if constexpr (bf16)
-            dispatch_tile<QkTile>(r, nv, qb + r0 * qs.n, qs.n, kt_p.data() + j0, np, D,
+            dispatch_tile<QkTile>(r, nv, qb + r0 * qstride, qstride, kt_p.data() + j0, np, D,
                                   scores.data() + r0 * np + j0, np);
           else
-            dispatch_tile<QkTile>(r, nv, qb + r0 * qs.n, qs.n, kt_f.data() + j0, np, D,
+            dispatch_tile<QkTile>(r, nv, qb + r0 * qstride, qstride, kt_f.data() + j0, np, D,
                                   scores.data() + r0 * np + j0, np);
         }
       }
@@ -447,6 +490,39 @@ torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k,
     ck::fused_attention_impl<float>(q, k, v, static_cast<float>(scale), out);
   else
     ck::fused_attention_impl<c10::BFloat16>(q, k, v, static_cast<float>(scale), out);
+#endif
+  return out;
+}
+
+torch::Tensor fused_rope_attention(const torch::Tensor& qkv, int64_t batch, int64_t heads,
+                                   const torch::Tensor& cos_in, const torch::Tensor& sin_in,
+                                   double scale) {
+  RECORD_FUNCTION("vidfuse::fused_attention", std::vector<c10::IValue>());
+  TORCH_CHECK(qkv.dim() == 2 && qkv.is_contiguous() && qkv.size(0) % batch == 0 &&
+                  qkv.size(1) % (3 * heads) == 0,
+              "fused_rope_attention: qkv must be contiguous [B * N, 3 * H * D]");
+  const int64_t n = qkv.size(0) / batch, dim = qkv.size(1) / (3 * heads);
+  const torch::Tensor parts = qkv.view({batch, n, 3, heads, dim});
+  const torch::Tensor q = parts.select(2, 0).transpose(1, 2),
+                      k = parts.select(2, 1).transpose(1, 2),
+                      v = parts.select(2, 2).transpose(1, 2);
+  TORCH_CHECK(fused_attention_supports(q, k, v) && dim % 2 == 0,
+              "fused_rope_attention: unsupported inputs (see fused_attention_supports)");
+  const torch::Tensor cos = cos_in.to(qkv.scalar_type()).contiguous();
+  const torch::Tensor sin = sin_in.to(qkv.scalar_type()).contiguous();
+  TORCH_CHECK(
+      cos.dim() == 2 && cos.size(1) == dim && cos.size(0) <= n && sin.sizes() == cos.sizes(),
+      "fused_rope_attention: cos and sin must be [P <= N, D]");
+  torch::Tensor out = torch::empty({batch, n, heads * dim}, qkv.options());
+#if VIDFUSE_X86_KERNELS
+  if (qkv.scalar_type() == torch::kFloat32) {
+    ck::RopeIn<float> rope{cos.data_ptr<float>(), sin.data_ptr<float>(), n - cos.size(0)};
+    ck::fused_attention_impl<float>(q, k, v, static_cast<float>(scale), out, rope);
+  } else {
+    ck::RopeIn<c10::BFloat16> rope{cos.data_ptr<c10::BFloat16>(), sin.data_ptr<c10::BFloat16>(),
+                                   n - cos.size(0)};
+    ck::fused_attention_impl<c10::BFloat16>(q, k, v, static_cast<float>(scale), out, rope);
+  }
 #endif
   return out;
 }

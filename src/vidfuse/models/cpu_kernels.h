@@ -20,6 +20,15 @@ bool fused_attention_supports(const torch::Tensor& q, const torch::Tensor& k,
 torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, double scale);
 
+// The same with DINOv3's RoPE applied as the kernel reads q and k, so that no pass of its own
+// writes them: qkv is the fused q|k|v projection's output, contiguous [B * N, 3 * H * D]; cos and
+// sin [P, D] rotate tokens N − P .. N − 1 (the patches; the first N − P pass unchanged), with
+// rope_qkv's arithmetic (models/dinov3.cpp). Requires what fused_attention_supports requires of
+// the q, k and v views. -> [B, N, H * D].
+torch::Tensor fused_rope_attention(const torch::Tensor& qkv, int64_t batch, int64_t heads,
+                                   const torch::Tensor& cos, const torch::Tensor& sin,
+                                   double scale);
+
 // LayerNorm over the last dimension of a contiguous x (fp32 or bf16), float32 statistics, the
 // result in x's dtype: torch::layer_norm's arithmetic in one pass over each row.
 bool rows_layer_norm_supports(const torch::Tensor& x, const torch::Tensor& weight,
