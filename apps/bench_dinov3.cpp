@@ -14,6 +14,8 @@
 #include "vidfuse/core/device.h"
 #include "vidfuse/core/gemm_ceiling.h"
 #include "vidfuse/core/runtime.h"
+#include "vidfuse/models/attention.h"
+#include "vidfuse/models/cpu_kernels.h"
 #include "vidfuse/models/dinov3.h"
 
 namespace vidfuse::cli {
@@ -22,7 +24,7 @@ namespace {
 struct Dinov3BenchArgs {
   std::string variant = "vitb16", dtype = "both", device = "auto", weights, profile;
   int64_t batch = 8, size = 224, iters = 3;
-  bool json = false, ab = false;
+  bool json = false, ab = false, parts = false, kernels_only = false;
 };
 
 // Forward FLOPs per image: every matmul (2 per multiply-add) and the patch embedding.
@@ -104,9 +106,178 @@ int run_dinov3_ab(const Dinov3BenchArgs& a) {
   return 0;
 }
 
+// Times each of `variants` alternately `iters` times (after one warm-up each); best and median s.
+template <typename F>
+std::vector<std::pair<double, double>> time_alternately(size_t variants, int64_t iters,
+                                                        const F& run) {
+  std::vector<std::vector<double>> times(variants);
+  for (size_t v = 0; v < variants; ++v) run(v);
+  for (int64_t i = 0; i < iters; ++i)
+    for (size_t v = 0; v < variants; ++v) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run(v);
+      times[v].push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  std::vector<std::pair<double, double>> out;
+  for (auto& t : times) {
+    std::sort(t.begin(), t.end());
+    out.emplace_back(t.front(), t[t.size() / 2]);
+  }
+  return out;
+}
+
+// `--parts`: the choices of the inference path's non-GEMM parts, each timed alternately in one
+// process (so a busy machine's noise falls on all alike): attention (per-head, SDPA, fused) at the
+// model's [B, H, N, D] with its layouts (q contiguous, v a slice of the q|k|v rows), LayerNorm
+// (torch, rows) at [B*N, C], then the whole forward under each attention x LayerNorm choice.
+int run_dinov3_parts(const Dinov3BenchArgs& a) {
+  using models::AttentionKernel;
+  std::vector<std::string> dtypes = a.dtype == "both" ? std::vector<std::string>{"fp32", "bf16"}
+                                                      : std::vector<std::string>{a.dtype};
+  const models::DinoV3Config c = models::DinoV3Config::preset(a.variant);
+  const int64_t grid = a.size / c.patch_size, n = 1 + c.num_register_tokens + grid * grid;
+  const int64_t heads = c.num_attention_heads, hd = c.head_dim();
+  const models::AttentionKernel saved_kernel = models::attention_kernel();
+  auto print = [&](const nlohmann::json& r, const std::string& text) {
+    if (a.json)
+      std::cout << r.dump() << std::endl;
+    else
+      std::cout << text << std::endl;
+  };
+  auto line = [](const std::vector<std::string>& names,
+                 const std::vector<std::pair<double, double>>& t, double unit, const char* what) {
+    std::string s;
+    char buf[200];
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::snprintf(buf, sizeof buf, "%s%s %.2f %s (median %.2f; /%s best %.3f median %.3f)",
+                    i ? ", " : "", names[i].c_str(), t[i].first * unit, what, t[i].second * unit,
+                    names[0].c_str(), t[0].first / t[i].first, t[0].second / t[i].second);
+      s += buf;
+    }
+    return s;
+  };
+  for (const auto& name : dtypes) {
+    const torch::ScalarType dtype = parse_compute_dtype(name, a.device);
+    torch::InferenceMode guard;
+    torch::manual_seed(0);
+    // Attention alone.
+    const torch::Tensor q = (torch::randn({a.batch, heads, n, hd}) * std::pow(hd, -0.5)).to(dtype);
+    const torch::Tensor k = torch::randn({a.batch, heads, n, hd}).to(dtype);
+    const torch::Tensor qkv = torch::randn({a.batch, n, 3, heads, hd}).to(dtype);
+    const torch::Tensor v = qkv.select(2, 2).transpose(1, 2);
+    const std::vector<AttentionKernel> kernels = {AttentionKernel::PerHead, AttentionKernel::Sdpa,
+                                                  AttentionKernel::Fused};
+    const std::vector<std::string> kernel_names = {"per-head", "sdpa", "fused"};
+    const bool fused_ok = models::fused_attention_supports(q, k, v);
+    const size_t nk = fused_ok ? 3 : 2;
+    std::vector<torch::Tensor> outs(nk);
+    auto ta = time_alternately(nk, a.iters, [&](size_t i) {
+      models::set_attention_kernel(kernels[i]);
+      outs[i] = models::attention(q, k, v, 1.0);
+    });
+    std::vector<double> diffs;
+    for (size_t i = 0; i < nk; ++i)
+      diffs.push_back(((outs[i].to(torch::kFloat32) - outs[0].to(torch::kFloat32)).norm() /
+                       outs[0].to(torch::kFloat32).norm())
+                          .item<double>());
+    nlohmann::json ra = {{"bench", "dinov3-parts-attention"},
+                         {"dtype", name},
+                         {"shape", {a.batch, heads, n, hd}},
+                         {"threads", torch::get_num_threads()},
+                         {"cpu_isa", cpu_isa()}};
+    for (size_t i = 0; i < nk; ++i) {
+      ra[kernel_names[i] + "_ms"] = ta[i].first * 1e3;
+      ra[kernel_names[i] + "_ms_median"] = ta[i].second * 1e3;
+      ra[kernel_names[i] + "_rel_diff"] = diffs[i];
+    }
+    print(ra, "attention " + name + " [" + std::to_string(a.batch) + ", " + std::to_string(heads) +
+                  ", " + std::to_string(n) + ", " + std::to_string(hd) + "], " +
+                  std::to_string(torch::get_num_threads()) + " threads: " +
+                  line(std::vector<std::string>(kernel_names.begin(), kernel_names.begin() + nk),
+                       ta, 1e3, "ms") +
+                  (fused_ok ? "; fused differs by " + std::to_string(diffs[2]) : ""));
+    // LayerNorm alone.
+    const torch::Tensor x = (torch::randn({a.batch * n, c.hidden_size}) * 3 + 1).to(dtype);
+    const torch::Tensor w = torch::randn({c.hidden_size}).to(dtype);
+    const torch::Tensor b = torch::randn({c.hidden_size}).to(dtype);
+    const bool rows_ok = models::rows_layer_norm_supports(x, w, b);
+    if (rows_ok) {
+      auto tl = time_alternately(2, a.iters * 4, [&](size_t i) {
+        if (i == 0)
+          torch::layer_norm(x, {c.hidden_size}, w, b, 1e-6);
+        else
+          models::rows_layer_norm(x, w, b, 1e-6);
+      });
+      nlohmann::json rl = {{"bench", "dinov3-parts-layernorm"},
+                           {"dtype", name},
+                           {"rows", x.size(0)},
+                           {"cols", x.size(1)},
+                           {"torch_ms", tl[0].first * 1e3},
+                           {"rows_ms", tl[1].first * 1e3},
+                           {"torch_ms_median", tl[0].second * 1e3},
+                           {"rows_ms_median", tl[1].second * 1e3}};
+      print(rl, "layernorm " + name + " [" + std::to_string(x.size(0)) + ", " +
+                    std::to_string(x.size(1)) + "]: " + line({"torch", "rows"}, tl, 1e3, "ms"));
+    }
+    if (a.kernels_only) continue;
+    // The whole forward under each choice (the kernel set of this CPU's default).
+    torch::manual_seed(0);
+    models::DinoV3ViT m(c);
+    m->to(torch::Device(a.device), dtype);
+    m->eval();
+    m->fuse_for_inference();
+    const torch::Tensor img =
+        torch::randn({a.batch, 3, a.size, a.size}).to(torch::Device(a.device), dtype);
+    struct Choice {
+      std::string name;
+      AttentionKernel attn;
+      const char *ln, *rope = "pass";
+    };
+    std::vector<Choice> choices = {{"per-head+torch-ln", AttentionKernel::PerHead, "torch"},
+                                   {"sdpa+torch-ln", AttentionKernel::Sdpa, "torch"}};
+    if (fused_ok) choices.push_back({"fused+torch-ln", AttentionKernel::Fused, "torch"});
+    if (rows_ok) choices.push_back({"per-head+rows-ln", AttentionKernel::PerHead, "rows"});
+    if (fused_ok && rows_ok) {
+      choices.push_back(
+          {"fused+rows-ln+rope-in-attention", AttentionKernel::Fused, "rows", "attention"});
+      choices.push_back({"fused+rows-ln", AttentionKernel::Fused, "rows"});
+    }
+    std::vector<torch::Tensor> pooled(choices.size());
+    auto tm = time_alternately(choices.size(), a.iters, [&](size_t i) {
+      models::set_attention_kernel(choices[i].attn);
+      ::setenv("VIDFUSE_LAYERNORM", choices[i].ln, 1);
+      ::setenv("VIDFUSE_ROPE", choices[i].rope, 1);
+      pooled[i] = m->forward(img).pooler_output.to(torch::kFloat32);
+    });
+    ::unsetenv("VIDFUSE_LAYERNORM");
+    ::unsetenv("VIDFUSE_ROPE");
+    std::vector<std::string> names;
+    nlohmann::json rm = {{"bench", "dinov3-parts-forward"},
+                         {"dtype", name},
+                         {"batch", a.batch},
+                         {"size", a.size},
+                         {"threads", torch::get_num_threads()},
+                         {"kernels", models::dinov3_kernels_name(m->kernels())}};
+    for (size_t i = 0; i < choices.size(); ++i) {
+      names.push_back(choices[i].name);
+      rm[choices[i].name + "_images_per_s"] = a.batch / tm[i].first;
+      rm[choices[i].name + "_images_per_s_median"] = a.batch / tm[i].second;
+      rm[choices[i].name + "_rel_diff"] =
+          ((pooled[i] - pooled[0]).norm() / pooled[0].norm()).item<double>();
+    }
+    print(rm, "forward " + name + " (" + models::dinov3_kernels_name(m->kernels()) + " set), " +
+                  std::to_string(torch::get_num_threads()) +
+                  " threads: " + line(names, tm, 1.0, "s"));
+  }
+  models::set_attention_kernel(saved_kernel);
+  return 0;
+}
+
 int run_dinov3_bench(Dinov3BenchArgs a) {
   a.device = announce_device(a.device, "bench dinov3");
   if (a.ab) return run_dinov3_ab(a);
+  if (a.parts) return run_dinov3_parts(a);
   std::vector<std::string> dtypes = a.dtype == "both" ? std::vector<std::string>{"fp32", "bf16"}
                                                       : std::vector<std::string>{a.dtype};
   for (const auto& name : dtypes) {
@@ -212,6 +383,12 @@ VIDFUSE_BENCH(
       sub.add_flag("--ab", a->ab,
                    "Both kernel sets (torch, onednn) timed alternately in one process; random "
                    "weights");
+      sub.add_flag("--parts", a->parts,
+                   "The inference path's attention (per-head, sdpa, fused) and LayerNorm (torch, "
+                   "rows) kernels, alone and in the whole forward, timed alternately in one "
+                   "process; random weights");
+      sub.add_flag("--kernels-only", a->kernels_only,
+                   "With --parts: the attention and LayerNorm kernels alone, not the forward");
       sub.add_option("--variant", a->variant, "vits16|vitb16|vitl16|...")->capture_default_str();
       sub.add_option("--weights", a->weights,
                      "A DINOv3 checkpoint or HF directory instead of random weights (the same "

@@ -16,6 +16,10 @@ struct Case {
   std::string dir;
 };
 
+const char* attention_name(models::AttentionKernel k) {
+  return k == models::AttentionKernel::Fused ? "fused" : vidfuse::test::kernel_name(k);
+}
+
 void check_parity_with(const std::string& name, torch::ScalarType dtype, bool fused, double tol,
                        models::AttentionKernel kernel, torch::Device device = torch::kCPU) {
   vidfuse::test::AttentionKernelScope use(kernel);
@@ -40,8 +44,8 @@ void check_parity_with(const std::string& name, torch::ScalarType dtype, bool fu
       rel_error(out.last_hidden_state.to(torch::kFloat32), expected.at("last_hidden_state"));
   const double e_pool =
       rel_error(out.pooler_output.to(torch::kFloat32), expected.at("pooler_output"));
-  EXPECT_LE(e_last, tol) << name << " last_hidden_state, " << vidfuse::test::kernel_name(kernel);
-  EXPECT_LE(e_pool, tol) << name << " pooler_output, " << vidfuse::test::kernel_name(kernel);
+  EXPECT_LE(e_last, tol) << name << " last_hidden_state, " << attention_name(kernel);
+  EXPECT_LE(e_pool, tol) << name << " pooler_output, " << attention_name(kernel);
   // The patch grid is the tail of last_hidden_state, row-major.
   const auto& c = model->config();
   const int64_t h = input.size(2) / 16, w = input.size(3) / 16;
@@ -52,16 +56,27 @@ void check_parity_with(const std::string& name, torch::ScalarType dtype, bool fu
       tol);
 }
 
-// Every fixture on both attention kernels: SDPA (LibTorch's fused kernel) and the per-head path;
-// the fused path also on each of its kernel sets (LibTorch's, oneDNN's own where linked in).
+// Every fixture on each attention kernel: SDPA (LibTorch's fused kernel), the per-head path and
+// the fused CPU kernel (cpu_kernels.h; per-head where the CPU lacks AVX-512), with LayerNorm
+// from torch and from rows_layer_norm, RoPE in its own pass and inside the fused kernel; the fused
+// path also on each of its kernel sets (LibTorch's, oneDNN's own where linked in).
 void check_parity(const std::string& name, torch::ScalarType dtype, bool fused, double tol) {
   std::vector<const char*> kernel_sets = {"torch"};
   if (fused && onednn_matmul_available(dtype, torch::kCPU)) kernel_sets.push_back("onednn");
   for (const char* set : kernel_sets) {
     vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", set);
     SCOPED_TRACE(std::string("VIDFUSE_DINOV3_KERNELS=") + set);
-    for (const auto kernel : vidfuse::test::kBothKernels)
-      check_parity_with(name, dtype, fused, tol, kernel);
+    for (const char* ln : {"torch", "rows"}) {
+      vidfuse::test::EnvScope ln_env("VIDFUSE_LAYERNORM", ln);
+      SCOPED_TRACE(std::string("VIDFUSE_LAYERNORM=") + ln);
+      for (const auto kernel : {models::AttentionKernel::Sdpa, models::AttentionKernel::PerHead,
+                                models::AttentionKernel::Fused})
+        check_parity_with(name, dtype, fused, tol, kernel);
+      // RoPE applied inside the fused kernel (fused_rope_attention) instead of rope_qkv's pass.
+      vidfuse::test::EnvScope rope_env("VIDFUSE_ROPE", "attention");
+      SCOPED_TRACE("VIDFUSE_ROPE=attention");
+      check_parity_with(name, dtype, fused, tol, models::AttentionKernel::Fused);
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "vidfuse/core/error.h"
 #include "vidfuse/core/runtime.h"
+#include "vidfuse/models/cpu_kernels.h"
 
 namespace vidfuse::models {
 
@@ -106,6 +107,11 @@ class PerHeadAttention : public torch::autograd::Function<PerHeadAttention> {
 // cross-attention shapes, 10 % faster to 4 % slower in fp32).
 bool per_head_is_faster(bool records_graph) { return records_graph || !cpu_has_amx(); }
 
+// The fused kernel against both, `vidfuse bench dinov3 --parts` (Zen 4, AVX512-BF16, see
+// docs/dinov3-cpu-kernels.md): faster than per-head and SDPA in fp32 and bf16 at 201 and 1,025
+// tokens. With AMX, SDPA's flash kernel runs on the tiles and has not been compared: it stays.
+bool fused_is_faster() { return !cpu_has_amx(); }
+
 AttentionKernel kernel_from_env() {
   const char* v = std::getenv("VIDFUSE_ATTENTION");
   if (!v || !*v) return AttentionKernel::Auto;
@@ -123,11 +129,22 @@ AttentionKernel attention_kernel_from_name(const std::string& name) {
   if (name == "auto") return AttentionKernel::Auto;
   if (name == "sdpa") return AttentionKernel::Sdpa;
   if (name == "per-head") return AttentionKernel::PerHead;
-  throw Error("attention kernel '" + name + "': auto, sdpa or per-head");
+  if (name == "fused") return AttentionKernel::Fused;
+  throw Error("attention kernel '" + name + "': auto, sdpa, per-head or fused");
 }
 
 void set_attention_kernel(AttentionKernel kernel) { kernel_setting() = kernel; }
 AttentionKernel attention_kernel() { return kernel_setting(); }
+
+bool attention_uses_fused(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const AttentionKernel kernel = attention_kernel();
+  const bool records_graph = torch::GradMode::is_enabled() &&
+                             (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  return !records_graph &&
+         (kernel == AttentionKernel::Fused ||
+          (kernel == AttentionKernel::Auto && fused_is_faster())) &&
+         fused_attention_supports(q, k, v);
+}
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
@@ -135,8 +152,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
   const AttentionKernel kernel = attention_kernel();
   const bool records_graph = torch::GradMode::is_enabled() &&
                              (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  if (attention_uses_fused(q, k, v)) return fused_attention(q, k, v, scale);
   const bool per_head =
-      kernel == AttentionKernel::PerHead ||
+      kernel == AttentionKernel::PerHead || kernel == AttentionKernel::Fused ||
       (kernel == AttentionKernel::Auto && q.device().is_cpu() && per_head_is_faster(records_graph));
   if (!per_head) {
     // Flash / memory-efficient kernels on CUDA, the fused flash kernel on the CPU; both keep the

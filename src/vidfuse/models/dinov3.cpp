@@ -12,6 +12,7 @@
 #include "vidfuse/core/runtime.h"
 #include "vidfuse/core/shape_text.h"
 #include "vidfuse/models/attention.h"
+#include "vidfuse/models/cpu_kernels.h"
 #include "vidfuse/weights/checkpoint.h"
 #include "vidfuse/weights/state_dict.h"
 
@@ -131,7 +132,35 @@ onednn::Act onednn_act(const std::string& act) {
   return onednn::Act::GeluTanh;  // gelu_pytorch_tanh, as activation() above
 }
 
+// VIDFUSE_LAYERNORM=torch|rows forces LayerNorm's kernel; unset or "auto", rows_layer_norm
+// (cpu_kernels.h) runs where it can, since it measured faster than torch::layer_norm on Zen 4 in
+// both dtypes (`vidfuse bench dinov3 --parts`). Read on each call, so that the benchmark can
+// alternate the two in one process.
+bool rows_layer_norm_wanted() {
+  const char* v = std::getenv("VIDFUSE_LAYERNORM");
+  if (!v || !*v || std::string(v) == "auto" || std::string(v) == "rows") return true;
+  if (std::string(v) == "torch") return false;
+  throw Error(std::string("VIDFUSE_LAYERNORM='") + v + "': auto, torch or rows");
+}
+
+// VIDFUSE_ROPE=pass|attention: where the fused attention kernel runs, RoPE is applied either by
+// rope_qkv's pass before it (unset or "pass") or by the kernel as it reads q and k ("attention",
+// fused_rope_attention: no pass of its own). The second did not measure faster on Zen 4 (`vidfuse
+// bench dinov3 --parts`: fp32 at par, bf16 2 % slower; its rotation is scalar code inside the
+// packing), so it is not the default. Read on each call, as above.
+bool rope_in_attention() {
+  const char* v = std::getenv("VIDFUSE_ROPE");
+  if (!v || !*v || std::string(v) == "pass") return false;
+  if (std::string(v) == "attention") return true;
+  throw Error(std::string("VIDFUSE_ROPE='") + v + "': attention or pass");
+}
+
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::nn::LayerNorm& ln) {
+  const bool records_graph =
+      torch::GradMode::is_enabled() && (x.requires_grad() || ln->weight.requires_grad());
+  if (!records_graph && rows_layer_norm_wanted() &&
+      rows_layer_norm_supports(x, ln->weight, ln->bias))
+    return rows_layer_norm(x, ln->weight, ln->bias, ln->options.eps());
   return torch::layer_norm(x, {x.size(-1)}, ln->weight, ln->bias, ln->options.eps());
 }
 
@@ -339,9 +368,18 @@ void DinoV3ViTImpl::fused_layer_forward_(const FusedLayer& f, const DinoV3Layer&
   const int64_t nh = config_.num_attention_heads, hd = config_.head_dim();
   if (f.onednn) {
     const torch::Tensor qkv = f.dqkv(layer_norm(x, l->norm1));
-    auto [q, k] = rope_qkv(qkv, batch, n, nh, hd, cos, sin);
-    const torch::Tensor v = qkv.view({batch, n, 3, nh, hd}).select(2, 2).transpose(1, 2);
-    f.do_.accumulate(attention(q, k, v, 1.0).view({rows, c}), x);  // x += ls1 * o_proj
+    const torch::Tensor parts = qkv.view({batch, n, 3, nh, hd});
+    const torch::Tensor v = parts.select(2, 2).transpose(1, 2);
+    torch::Tensor attn;
+    if (rope_in_attention() && qkv.is_contiguous() &&
+        attention_uses_fused(parts.select(2, 0).transpose(1, 2), parts.select(2, 1).transpose(1, 2),
+                             v)) {
+      attn = fused_rope_attention(qkv, batch, nh, cos, sin, 1.0);
+    } else {
+      auto [q, k] = rope_qkv(qkv, batch, n, nh, hd, cos, sin);
+      attn = attention(q, k, v, 1.0);
+    }
+    f.do_.accumulate(attn.view({rows, c}), x);  // x += ls1 * o_proj
     const torch::Tensor h = layer_norm(x, l->norm2);
     const torch::Tensor u = f.dgate.defined() ? f.dgate(h, f.dup(h)) : f.dup(h);
     f.ddown.accumulate(u, x);  // x += ls2 * down_proj

@@ -1,0 +1,568 @@
+#include "vidfuse/models/cpu_kernels.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define VIDFUSE_X86_KERNELS 1
+#else
+#define VIDFUSE_X86_KERNELS 0
+#endif
+
+namespace vidfuse::models {
+
+// A named namespace: the unity build puts this file in one translation unit with others.
+namespace cpu_kernels_detail {
+
+#if VIDFUSE_X86_KERNELS
+
+// The build targets the x86-64 baseline; these functions are compiled for AVX-512 (and
+// AVX512-BF16) on their own and called only where the CPU has it.
+#define VF_F32 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define VF_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512bf16")))
+
+bool cpu_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return ok;
+}
+bool cpu_avx512_bf16() {
+  static const bool ok = cpu_avx512() && __builtin_cpu_supports("avx512bf16");
+  return ok;
+}
+
+// All lanes. The masked forms of the intrinsics are used where the plain ones start from
+// _mm512_undefined_*(), which GCC 12 reports as an uninitialised read (a false positive).
+constexpr __mmask16 kAll = 0xFFFF;
+
+inline __attribute__((always_inline)) __mmask16 tail_mask(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+}
+
+// ---------------------------------------------------------------- loads and stores
+
+VF_F32 inline __m512 load_f(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+VF_F32 inline __m512 load_f(const c10::BFloat16* p, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  return _mm512_castsi512_ps(
+      _mm512_maskz_slli_epi32(kAll, _mm512_maskz_cvtepu16_epi32(kAll, h), 16));
+}
+VF_F32 inline void store_f(float* p, __m512 x, __mmask16 m) { _mm512_mask_storeu_ps(p, m, x); }
+// To bf16 rounding to nearest even (as c10::BFloat16), NaN kept NaN; AVX-512F/BW only, so the
+// fp32 kernels' LayerNorm needs no AVX512-BF16.
+VF_F32 inline void store_f(c10::BFloat16* p, __m512 x, __mmask16 m) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(kAll, u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_maskz_srli_epi32(
+      kAll, _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+  _mm256_mask_storeu_epi16(p, m, _mm512_maskz_cvtepi32_epi16(kAll, r));
+}
+
+// Horizontal sum and maximum through memory (GCC's _mm512_reduce_* warn as above); once per row.
+VF_F32 inline float hsum(__m512 x) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, x);
+  float s = 0;
+  for (float v : t) s += v;
+  return s;
+}
+VF_F32 inline float hmax(__m512 x) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, x);
+  float m = t[0];
+  for (float v : t) m = std::max(m, v);
+  return m;
+}
+
+// e^x for x <= 0 (scores less their row's maximum): x = n ln2 + r, |r| <= ln2 / 2, e^r by its
+// Taylor polynomial to degree 7 (error < 1e-8 relative), scaled by 2^n.
+VF_F32 inline __m512 exp_nonpositive(__m512 x) {
+  x = _mm512_maskz_max_ps(kAll, x, _mm512_set1_ps(-87.0f));  // below, e^x is 0 in float32 anyway
+  const __m512 n =
+      _mm512_maskz_roundscale_ps(kAll, _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(kAll, p, n);
+}
+
+// ---------------------------------------------------------------- attention
+
+// Scores for R query rows against 16 * NV keys: s[r][j] = Σ_d q[r][d] kt[d][j]. fp32: kt is kᵀ
+// [D][np]. bf16: kt holds kᵀ in pairs of d, [D / 2][np] 32-bit units (d even in the low half), and
+// q's rows are read in the same pairs, so one vdpbf16ps adds two products per lane.
+template <int R, int NV>
+VF_F32 void qk_tile(const float* q, int64_t qs, const float* kt, int64_t np, int64_t depth,
+                    float* s, int64_t ss) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < depth; ++d) {
+    __m512 kv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) kv[v] = _mm512_loadu_ps(kt + d * np + 16 * v);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 qb = _mm512_set1_ps(q[r * qs + d]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(qb, kv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(s + r * ss + 16 * v, acc[r][v]);
+}
+
+template <int R, int NV>
+VF_BF16 void qk_tile(const c10::BFloat16* q, int64_t qs, const uint32_t* kt, int64_t np,
+                     int64_t depth, float* s, int64_t ss) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t dp = 0; dp < depth / 2; ++dp) {
+    __m512bh kv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) kv[v] = (__m512bh)_mm512_loadu_si512(kt + dp * np + 16 * v);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      uint32_t pair;
+      std::memcpy(&pair, q + r * qs + 2 * dp, sizeof pair);
+      const __m512bh qb = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], qb, kv[v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(s + r * ss + 16 * v, acc[r][v]);
+}
+
+// out[r][0 .. 16 NV) = Σ_j p[r][j] v[j][...] (· inv[r] for fp32, where p is not normalised).
+// fp32: v rows read in place (row stride vs). bf16: p holds bf16 probabilities (normalised, nk
+// rounded up to even, zero padded), vp holds v in pairs of keys, [nk / 2][D] 32-bit units.
+template <int R, int NV, typename T>
+VF_F32 void pv_tile(const float* p, int64_t ps, const float* v, int64_t vs, int64_t nk,
+                    const float* inv, T* out, int64_t os) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < nk; ++j) {
+    __m512 vv[NV];
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c) vv[c] = _mm512_loadu_ps(v + j * vs + 16 * c);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 pb = _mm512_set1_ps(p[r * ps + j]);
+#pragma GCC unroll 4
+      for (int c = 0; c < NV; ++c) acc[r][c] = _mm512_fmadd_ps(pb, vv[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const __m512 scale = _mm512_set1_ps(inv[r]);
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c)
+      store_f(out + r * os + 16 * c, _mm512_mul_ps(acc[r][c], scale), kAll);
+  }
+}
+
+template <int R, int NV>
+VF_BF16 void pv_tile(const c10::BFloat16* p, int64_t ps, const uint32_t* vp, int64_t vs, int64_t nk,
+                     const float*, c10::BFloat16* out, int64_t os) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t jp = 0; jp < (nk + 1) / 2; ++jp) {
+    __m512bh vv[NV];
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c) vv[c] = (__m512bh)_mm512_loadu_si512(vp + jp * vs + 16 * c);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      uint32_t pair;
+      std::memcpy(&pair, p + r * ps + 2 * jp, sizeof pair);
+      const __m512bh pb = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+#pragma GCC unroll 4
+      for (int c = 0; c < NV; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], pb, vv[c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c) store_f(out + r * os + 16 * c, acc[r][c], kAll);
+}
+
+// Calls tile<R, NV> for a runtime R in 1..4 and NV in 1..4.
+template <template <int, int> class Tile, typename... Args>
+void dispatch_tile(int r, int nv, Args&&... args) {
+  // clang-format off
+  switch (r * 4 + nv) {
+    case 5: Tile<1, 1>::run(args...); break;  case 6: Tile<1, 2>::run(args...); break;
+    case 7: Tile<1, 3>::run(args...); break;  case 8: Tile<1, 4>::run(args...); break;
+    case 9: Tile<2, 1>::run(args...); break;  case 10: Tile<2, 2>::run(args...); break;
+    case 11: Tile<2, 3>::run(args...); break; case 12: Tile<2, 4>::run(args...); break;
+    case 13: Tile<3, 1>::run(args...); break; case 14: Tile<3, 2>::run(args...); break;
+    case 15: Tile<3, 3>::run(args...); break; case 16: Tile<3, 4>::run(args...); break;
+    case 17: Tile<4, 1>::run(args...); break; case 18: Tile<4, 2>::run(args...); break;
+    case 19: Tile<4, 3>::run(args...); break; default: Tile<4, 4>::run(args...); break;
+  }
+  // clang-format on
+}
+
+template <int R, int NV>
+struct QkTile {
+  template <typename... A>
+  static void run(A... a) {
+    qk_tile<R, NV>(a...);
+  }
+};
+template <int R, int NV>
+struct PvTile {
+  template <typename... A>
+  static void run(A... a) {
+    pv_tile<R, NV>(a...);
+  }
+};
+
+// Softmax of one row of scores in place: s = e^(s·scale − max), returns 1 / Σ e.
+VF_F32 float softmax_row(float* s, int64_t n, float scale) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sc);
+    _mm512_mask_storeu_ps(s + j, m, x);
+    mx = _mm512_mask_max_ps(mx, m, mx, x);
+  }
+  const __m512 row_max = _mm512_set1_ps(hmax(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), row_max));
+    _mm512_mask_storeu_ps(s + j, m, e);
+    sum = _mm512_mask_add_ps(sum, m, sum, e);
+  }
+  return 1.0f / hsum(sum);
+}
+
+// A row of e^(s − max) to bf16 probabilities (· inv), the odd key count padded with a zero.
+VF_F32 void probs_row(const float* s, int64_t n, float inv, c10::BFloat16* p) {
+  const __m512 norm = _mm512_set1_ps(inv);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    store_f(p + j, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), norm), m);
+  }
+  if (n % 2) p[n] = c10::BFloat16(0.0f);
+}
+
+// Strides of a [B, H, N, D] operand, in elements.
+struct Operand {
+  int64_t b, h, n;
+  explicit Operand(const torch::Tensor& t) : b(t.stride(0)), h(t.stride(1)), n(t.stride(2)) {}
+  int64_t at(int64_t bi, int64_t hi) const { return bi * b + hi * h; }
+};
+
+constexpr int64_t kQueryBlock = 64;
+
+// RoPE applied by the kernel as it reads q and k (rope_qkv's arithmetic in models/dinov3.cpp: float
+// products, rounded to T): tokens from `prefix` on are rotated by the tables' row t − prefix.
+template <typename T>
+struct RopeIn {
+  const T *cos = nullptr, *sin = nullptr;
+  int64_t prefix = 0;
+  // Row `t` of x (D values) rotated into o, or x itself before the prefix / without tables.
+  const T* row(const T* x, int64_t t, int64_t dim, T* o) const {
+    if (!cos || t < prefix) return x;
+    const int64_t half = dim / 2;
+    const T* c = cos + (t - prefix) * dim;
+    const T* s = sin + (t - prefix) * dim;
+    for (int64_t d = 0; d < half; ++d) {
+      const float x1 = static_cast<float>(x[d]), x2 = static_cast<float>(x[d + half]);
+      o[d] = static_cast<T>(x1 * static_cast<float>(c[d]) - x2 * static_cast<float>(s[d]));
+      o[d + half] = static_cast<T>(x2 * static_cast<float>(c[d + half]) +
+                                   x1 * static_cast<float>(s[d + half]));
+    }
+    return o;
+  }
+};
+
+template <typename T>
+void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          float scale, torch::Tensor& out, const RopeIn<T>& rope = {}) {
+  constexpr bool bf16 = std::is_same_v<T, c10::BFloat16>;
+  const int64_t B = q.size(0), H = q.size(1), nq = q.size(2), D = q.size(3), nk = k.size(2);
+  const int64_t np = (nk + 15) / 16 * 16;  // keys padded to whole vectors (zero keys, masked)
+  const int64_t np2 = (nk + 1) / 2 * 2;    // bf16 probabilities: keys in pairs
+  const Operand qs(q), ks(k), vs(v);
+  const T *qp = q.data_ptr<T>(), *kp = k.data_ptr<T>(), *vp = v.data_ptr<T>();
+  T* op = out.data_ptr<T>();
+  const int64_t os = H * D;
+  const int64_t blocks = (nq + kQueryBlock - 1) / kQueryBlock;
+  // A parallel region waits for every thread: keep small problems on the calling thread.
+  const int64_t block_work = std::min(nq, kQueryBlock) * nk * D;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 21) / std::max<int64_t>(1, block_work));
+  at::parallel_for(0, B * H * blocks, grain, [&](int64_t begin, int64_t end) {
+    // kᵀ (fp32 [D][np]; bf16 [D/2][np] pairs), the block's scores, bf16 probabilities and v in
+    // pairs of keys: packed once per head and reused by the consecutive blocks of that head.
+    std::vector<float> kt_f(bf16 ? 0 : D * np), scores(kQueryBlock * np), inv(kQueryBlock);
+    std::vector<uint32_t> kt_p(bf16 ? D / 2 * np : 0), v_p(bf16 ? np2 / 2 * D : 0);
+    std::vector<c10::BFloat16> probs(bf16 ? kQueryBlock * np2 : 0);
+    // With RoPE: the block's rotated q rows, and one rotated k row.
+    std::vector<T> q_rot(rope.cos ? kQueryBlock * D : 0), k_rot(D);
+    int64_t packed = -1;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bh = task / blocks, i0 = (task % blocks) * kQueryBlock;
+      const int64_t b = bh / H, h = bh % H, rows = std::min(kQueryBlock, nq - i0);
+      if (bh != packed) {
+        packed = bh;
+        const T* kh = kp + ks.at(b, h);
+        if constexpr (bf16) {
+          const int64_t dp = D / 2;
+          std::fill(kt_p.begin(), kt_p.end(), 0u);
+          for (int64_t j = 0; j < nk; ++j) {
+            const T* kr = rope.row(kh + j * ks.n, j, D, k_rot.data());
+            for (int64_t d = 0; d < dp; ++d)
+              std::memcpy(&kt_p[d * np + j], kr + 2 * d, sizeof(uint32_t));
+          }
+          const T* vh = vp + vs.at(b, h);
+          for (int64_t jp = 0; jp < np2 / 2; ++jp) {
+            const uint16_t* r0 = reinterpret_cast<const uint16_t*>(vh + 2 * jp * vs.n);
+            const uint16_t* r1 = reinterpret_cast<const uint16_t*>(vh + (2 * jp + 1) * vs.n);
+            const bool second = 2 * jp + 1 < nk;
+            for (int64_t d = 0; d < D; ++d)
+              v_p[jp * D + d] = uint32_t(r0[d]) | (second ? uint32_t(r1[d]) << 16 : 0u);
+          }
+        } else {
+          std::fill(kt_f.begin(), kt_f.end(), 0.0f);
+          if (rope.cos) {
+            for (int64_t j = 0; j < nk; ++j) {
+              const T* kr = rope.row(kh + j * ks.n, j, D, k_rot.data());
+              for (int64_t d = 0; d < D; ++d) kt_f[d * np + j] = kr[d];
+            }
+          } else {
+            for (int64_t j0 = 0; j0 < nk; j0 += 16)
+              for (int64_t d = 0; d < D; ++d)
+                for (int64_t j = j0; j < std::min(nk, j0 + 16); ++j)
+                  kt_f[d * np + j] = kh[j * ks.n + d];
+          }
+        }
+      }
+      const T* qb = qp + qs.at(b, h) + i0 * qs.n;
+      int64_t qstride = qs.n;
+      if (rope.cos) {
+        for (int64_t i = 0; i < rows; ++i) {
+          T* dst = q_rot.data() + i * D;
+          const T* r = rope.row(qb + i * qs.n, i0 + i, D, dst);
+          if (r != dst) std::copy(r, r + D, dst);
+        }
+        qb = q_rot.data();
+        qstride = D;
+      }
+      for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+        const int r = static_cast<int>(std::min<int64_t>(4, rows - r0));
+        for (int64_t j0 = 0; j0 < np; j0 += 64) {
+          const int nv = static_cast<int>(std::min<int64_t>(4, (np - j0) / 16));
+          if constexpr (bf16)
+            dispatch_tile<QkTile>(r, nv, qb + r0 * qstride, qstride, kt_p.data() + j0, np, D,
+                                  scores.data() + r0 * np + j0, np);
+          else
+            dispatch_tile<QkTile>(r, nv, qb + r0 * qstride, qstride, kt_f.data() + j0, np, D,
+                                  scores.data() + r0 * np + j0, np);
+        }
+      }
+      for (int64_t i = 0; i < rows; ++i) {
+        float* s = scores.data() + i * np;
+        inv[i] = softmax_row(s, nk, scale);
+        if constexpr (bf16) probs_row(s, nk, inv[i], probs.data() + i * np2);
+      }
+      T* ob = op + (b * nq + i0) * os + h * D;
+      for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+        const int r = static_cast<int>(std::min<int64_t>(4, rows - r0));
+        for (int64_t d0 = 0; d0 < D; d0 += 64) {
+          const int nv = static_cast<int>(std::min<int64_t>(4, (D - d0) / 16));
+          if constexpr (bf16)
+            dispatch_tile<PvTile>(r, nv, probs.data() + r0 * np2, np2, v_p.data() + d0, D, nk,
+                                  inv.data() + r0, ob + r0 * os + d0, os);
+          else
+            dispatch_tile<PvTile>(r, nv, scores.data() + r0 * np, np, vp + vs.at(b, h) + d0, vs.n,
+                                  nk, inv.data() + r0, ob + r0 * os + d0, os);
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------- LayerNorm
+
+template <typename T>
+VF_F32 void layer_norm_rows(const T* x, T* y, const float* w, const float* b, int64_t c, float eps,
+                            int64_t begin, int64_t end) {
+  for (int64_t row = begin; row < end; ++row) {
+    const T* xr = x + row * c;
+    T* yr = y + row * c;
+    // Two passes over a row that stays in L1: the mean, then the variance about it (as ATen's
+    // Welford result, without one pass's cancellation).
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < c; j += 16) sum = _mm512_add_ps(sum, load_f(xr + j, tail_mask(c - j)));
+    const float mean = hsum(sum) / static_cast<float>(c);
+    const __m512 mv = _mm512_set1_ps(mean);
+    __m512 sq = _mm512_setzero_ps();
+    for (int64_t j = 0; j < c; j += 16) {
+      const __mmask16 m = tail_mask(c - j);
+      const __m512 d = _mm512_maskz_sub_ps(m, load_f(xr + j, m), mv);
+      sq = _mm512_fmadd_ps(d, d, sq);
+    }
+    const float rstd = 1.0f / std::sqrt(hsum(sq) / static_cast<float>(c) + eps);
+    const __m512 rs = _mm512_set1_ps(rstd);
+    for (int64_t j = 0; j < c; j += 16) {
+      const __mmask16 m = tail_mask(c - j);
+      const __m512 n = _mm512_mul_ps(_mm512_sub_ps(load_f(xr + j, m), mv), rs);
+      store_f(yr + j,
+              _mm512_fmadd_ps(n, _mm512_maskz_loadu_ps(m, w + j), _mm512_maskz_loadu_ps(m, b + j)),
+              m);
+    }
+  }
+}
+
+#endif  // VIDFUSE_X86_KERNELS
+
+bool cpu_dtype_ok(torch::ScalarType t) {
+#if VIDFUSE_X86_KERNELS
+  if (t == torch::kFloat32) return cpu_avx512();
+  if (t == torch::kBFloat16) return cpu_avx512_bf16();
+#endif
+  (void)t;
+  return false;
+}
+
+}  // namespace cpu_kernels_detail
+
+namespace ck = cpu_kernels_detail;
+
+bool fused_attention_supports(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v) {
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) return false;
+  if (!q.device().is_cpu() || !k.device().is_cpu() || !v.device().is_cpu()) return false;
+  const auto t = q.scalar_type();
+  if (k.scalar_type() != t || v.scalar_type() != t || !ck::cpu_dtype_ok(t)) return false;
+  const int64_t D = q.size(3);
+  if (D == 0 || D % 16 != 0 || k.size(3) != D || v.size(3) != D) return false;
+  for (int i = 0; i < 2; ++i)
+    if (k.size(i) != q.size(i) || v.size(i) != q.size(i)) return false;
+  if (k.size(2) != v.size(2) || k.size(2) == 0 || q.size(2) == 0) return false;
+  return q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1;
+}
+
+torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, double scale) {
+  TORCH_CHECK(fused_attention_supports(q, k, v),
+              "fused_attention: unsupported inputs (see fused_attention_supports)");
+  RECORD_FUNCTION("vidfuse::fused_attention", std::vector<c10::IValue>());  // named in profiles
+  const int64_t B = q.size(0), H = q.size(1), nq = q.size(2), D = q.size(3);
+  torch::Tensor out = torch::empty({B, nq, H * D}, q.options());
+#if VIDFUSE_X86_KERNELS
+  if (q.scalar_type() == torch::kFloat32)
+    ck::fused_attention_impl<float>(q, k, v, static_cast<float>(scale), out);
+  else
+    ck::fused_attention_impl<c10::BFloat16>(q, k, v, static_cast<float>(scale), out);
+#endif
+  return out;
+}
+
+torch::Tensor fused_rope_attention(const torch::Tensor& qkv, int64_t batch, int64_t heads,
+                                   const torch::Tensor& cos_in, const torch::Tensor& sin_in,
+                                   double scale) {
+  RECORD_FUNCTION("vidfuse::fused_attention", std::vector<c10::IValue>());
+  TORCH_CHECK(qkv.dim() == 2 && qkv.is_contiguous() && qkv.size(0) % batch == 0 &&
+                  qkv.size(1) % (3 * heads) == 0,
+              "fused_rope_attention: qkv must be contiguous [B * N, 3 * H * D]");
+  const int64_t n = qkv.size(0) / batch, dim = qkv.size(1) / (3 * heads);
+  const torch::Tensor parts = qkv.view({batch, n, 3, heads, dim});
+  const torch::Tensor q = parts.select(2, 0).transpose(1, 2),
+                      k = parts.select(2, 1).transpose(1, 2),
+                      v = parts.select(2, 2).transpose(1, 2);
+  TORCH_CHECK(fused_attention_supports(q, k, v) && dim % 2 == 0,
+              "fused_rope_attention: unsupported inputs (see fused_attention_supports)");
+  const torch::Tensor cos = cos_in.to(qkv.scalar_type()).contiguous();
+  const torch::Tensor sin = sin_in.to(qkv.scalar_type()).contiguous();
+  TORCH_CHECK(
+      cos.dim() == 2 && cos.size(1) == dim && cos.size(0) <= n && sin.sizes() == cos.sizes(),
+      "fused_rope_attention: cos and sin must be [P <= N, D]");
+  torch::Tensor out = torch::empty({batch, n, heads * dim}, qkv.options());
+#if VIDFUSE_X86_KERNELS
+  if (qkv.scalar_type() == torch::kFloat32) {
+    ck::RopeIn<float> rope{cos.data_ptr<float>(), sin.data_ptr<float>(), n - cos.size(0)};
+    ck::fused_attention_impl<float>(q, k, v, static_cast<float>(scale), out, rope);
+  } else {
+    ck::RopeIn<c10::BFloat16> rope{cos.data_ptr<c10::BFloat16>(), sin.data_ptr<c10::BFloat16>(),
+                                   n - cos.size(0)};
+    ck::fused_attention_impl<c10::BFloat16>(q, k, v, static_cast<float>(scale), out, rope);
+  }
+#endif
+  return out;
+}
+
+bool rows_layer_norm_supports(const torch::Tensor& x, const torch::Tensor& weight,
+                              const torch::Tensor& bias) {
+  if (!x.device().is_cpu() || !x.is_contiguous() || x.dim() < 1 || x.numel() == 0) return false;
+  if (!ck::cpu_dtype_ok(x.scalar_type())) return false;
+  const int64_t c = x.size(-1);
+  return weight.defined() && bias.defined() && weight.numel() == c && bias.numel() == c;
+}
+
+torch::Tensor rows_layer_norm(const torch::Tensor& x, const torch::Tensor& weight,
+                              const torch::Tensor& bias, double eps) {
+  TORCH_CHECK(rows_layer_norm_supports(x, weight, bias),
+              "rows_layer_norm: unsupported inputs (see rows_layer_norm_supports)");
+  RECORD_FUNCTION("vidfuse::rows_layer_norm", std::vector<c10::IValue>());
+  torch::Tensor y = torch::empty_like(x);
+#if VIDFUSE_X86_KERNELS
+  const torch::Tensor w = weight.to(torch::kFloat32).contiguous();
+  const torch::Tensor b = bias.to(torch::kFloat32).contiguous();
+  const int64_t c = x.size(-1), rows = x.numel() / c;
+  const float* wp = w.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  const int64_t grain = std::max<int64_t>(1, 16384 / c);
+  if (x.scalar_type() == torch::kFloat32) {
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+      ck::layer_norm_rows(xp, yp, wp, bp, c, static_cast<float>(eps), begin, end);
+    });
+  } else {
+    const c10::BFloat16* xp = x.data_ptr<c10::BFloat16>();
+    c10::BFloat16* yp = y.data_ptr<c10::BFloat16>();
+    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+      ck::layer_norm_rows(xp, yp, wp, bp, c, static_cast<float>(eps), begin, end);
+    });
+  }
+#endif
+  return y;
+}
+
+}  // namespace vidfuse::models

@@ -1,0 +1,39 @@
+// Hand-written AVX-512 kernels for the frozen models' inference passes on the CPU, where LibTorch's
+// route costs more than the arithmetic: attention as one pass per (batch, head, block of queries)
+// and LayerNorm over rows in one pass. Nothing here records autograd; callers use them only when
+// no graph is recorded and fall back to ATen where `*_supports` says no (another ISA, dtype or
+// layout). Compiled with function-level target attributes and chosen at run time, so the binary
+// still runs on CPUs without AVX-512.
+#pragma once
+#include <torch/torch.h>
+
+namespace vidfuse::models {
+
+// softmax(q kᵀ · scale) v for q [B, H, Nq, D], k and v [B, H, Nk, D] -> [B, Nq, H * D], as
+// attention() in attention.h. Each task takes one block of query rows of one head: the scores of
+// the block against every key (kept in float32, in cache), the softmax in place, and the product
+// with v, in one parallel region for all heads. fp32: float32 FMAs; bf16: AVX512-BF16 dot
+// products with float32 accumulation, the probabilities rounded to bf16 before the product with
+// v (as the reference implementations do).
+bool fused_attention_supports(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v);
+torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, double scale);
+
+// The same with DINOv3's RoPE applied as the kernel reads q and k, so that no pass of its own
+// writes them: qkv is the fused q|k|v projection's output, contiguous [B * N, 3 * H * D]; cos and
+// sin [P, D] rotate tokens N − P .. N − 1 (the patches; the first N − P pass unchanged), with
+// rope_qkv's arithmetic (models/dinov3.cpp). Requires what fused_attention_supports requires of
+// the q, k and v views. -> [B, N, H * D].
+torch::Tensor fused_rope_attention(const torch::Tensor& qkv, int64_t batch, int64_t heads,
+                                   const torch::Tensor& cos, const torch::Tensor& sin,
+                                   double scale);
+
+// LayerNorm over the last dimension of a contiguous x (fp32 or bf16), float32 statistics, the
+// result in x's dtype: torch::layer_norm's arithmetic in one pass over each row.
+bool rows_layer_norm_supports(const torch::Tensor& x, const torch::Tensor& weight,
+                              const torch::Tensor& bias);
+torch::Tensor rows_layer_norm(const torch::Tensor& x, const torch::Tensor& weight,
+                              const torch::Tensor& bias, double eps);
+
+}  // namespace vidfuse::models
