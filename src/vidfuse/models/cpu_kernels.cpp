@@ -299,14 +299,7 @@ struct RopeIn {
   const T* row(const T* x, int64_t t, int64_t dim, T* o) const {
     if (!cos || t < prefix) return x;
     const int64_t half = dim / 2;
-    const T* c = cos + (t - prefix) * dim;
-    const T* s = sin + (t - prefix) * dim;
-    for (int64_t d = 0; d < half; ++d) {
-      const float x1 = static_cast<float>(x[d]), x2 = static_cast<float>(x[d + half]);
-      o[d] = static_cast<T>(x1 * static_cast<float>(c[d]) - x2 * static_cast<float>(s[d]));
-      o[d + half] = static_cast<T>(x2 * static_cast<float>(c[d + half]) +
-                                   x1 * static_cast<float>(s[d + half]));
-    }
+    rope_rotate_row(x, cos + (t - prefix) * dim, sin + (t - prefix) * dim, half, o);
     return o;
   }
 };

@@ -29,6 +29,20 @@ torch::Tensor fused_rope_attention(const torch::Tensor& qkv, int64_t batch, int6
                                    const torch::Tensor& cos, const torch::Tensor& sin,
                                    double scale);
 
+// RoPE on one row of 2 * half values, x -> o, in float: (x1 cos - x2 sin, x2 cos + x1 sin) with
+// x1, x2 the row's halves and c, s its rows of the tables. The one definition of the arithmetic,
+// shared by rope_qkv's pass (models/dinov3.cpp) and fused_rope_attention, whose results must agree
+// bit for bit.
+template <class T>
+inline void rope_rotate_row(const T* x, const T* c, const T* s, int64_t half, T* o) {
+  for (int64_t d = 0; d < half; ++d) {
+    const float x1 = static_cast<float>(x[d]), x2 = static_cast<float>(x[d + half]);
+    o[d] = static_cast<T>(x1 * static_cast<float>(c[d]) - x2 * static_cast<float>(s[d]));
+    o[d + half] =
+        static_cast<T>(x2 * static_cast<float>(c[d + half]) + x1 * static_cast<float>(s[d + half]));
+  }
+}
+
 // LayerNorm over the last dimension of a contiguous x (fp32 or bf16), float32 statistics, the
 // result in x's dtype: torch::layer_norm's arithmetic in one pass over each row.
 bool rows_layer_norm_supports(const torch::Tensor& x, const torch::Tensor& weight,

@@ -92,14 +92,7 @@ void rope_rows(const T* qkv, const T* cos, const T* sin, T* q, T* k, int64_t bat
           for (int64_t d = 0; d < dim; ++d) o[d] = x[d];
           continue;
         }
-        const T* c = cos + (t - prefix) * dim;
-        const T* s = sin + (t - prefix) * dim;
-        for (int64_t d = 0; d < half; ++d) {
-          const float x1 = static_cast<float>(x[d]), x2 = static_cast<float>(x[d + half]);
-          o[d] = static_cast<T>(x1 * static_cast<float>(c[d]) - x2 * static_cast<float>(s[d]));
-          o[d + half] = static_cast<T>(x2 * static_cast<float>(c[d + half]) +
-                                       x1 * static_cast<float>(s[d + half]));
-        }
+        rope_rotate_row(x, cos + (t - prefix) * dim, sin + (t - prefix) * dim, half, o);
       }
     }
   }
