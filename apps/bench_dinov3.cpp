@@ -37,6 +37,27 @@ double dinov3_gflop_per_image(const models::DinoV3Config& c, int64_t size) {
   return 2 * (c.num_hidden_layers * per_layer + patch) / 1e9;
 }
 
+// Times each of `variants` alternately `iters` times (after one warm-up each); best and median s.
+template <typename F>
+std::vector<std::pair<double, double>> time_alternately(size_t variants, int64_t iters,
+                                                        const F& run) {
+  std::vector<std::vector<double>> times(variants);
+  for (size_t v = 0; v < variants; ++v) run(v);
+  for (int64_t i = 0; i < iters; ++i)
+    for (size_t v = 0; v < variants; ++v) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run(v);
+      times[v].push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  std::vector<std::pair<double, double>> out;
+  for (auto& t : times) {
+    std::sort(t.begin(), t.end());
+    out.emplace_back(t.front(), t[t.size() / 2]);
+  }
+  return out;
+}
+
 // `--ab`: the fused path on each kernel set (VIDFUSE_DINOV3_KERNELS=torch, then onednn), two models
 // of the same weights, timed alternately in one process so that a busy machine's noise falls on
 // both alike.
@@ -60,23 +81,17 @@ int run_dinov3_ab(const Dinov3BenchArgs& a) {
     ::unsetenv("VIDFUSE_DINOV3_KERNELS");
     torch::Tensor x = torch::randn({a.batch, 3, a.size, a.size}).to(device, dtype);
     torch::InferenceMode guard;
-    const torch::Tensor ref = models[0]->forward(x).pooler_output.to(torch::kFloat32);
-    const torch::Tensor other = models[1]->forward(x).pooler_output.to(torch::kFloat32);
-    const double diff = ((other - ref).norm() / ref.norm()).item<double>();
-    std::vector<std::vector<double>> times(sets.size());
-    for (int64_t i = 0; i < a.iters; ++i)
-      for (size_t s = 0; s < sets.size(); ++s) {
-        const auto t0 = std::chrono::steady_clock::now();
-        models[s]->forward(x).pooler_output.sum().item<double>();
-        times[s].push_back(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      }
+    std::vector<torch::Tensor> pooled(sets.size());
+    const auto times = time_alternately(sets.size(), a.iters, [&](size_t s) {
+      pooled[s] = models[s]->forward(x).pooler_output.to(torch::kFloat32);
+      pooled[s].sum().item<double>();  // waits for an asynchronous device
+    });
+    const double diff = ((pooled[1] - pooled[0]).norm() / pooled[0].norm()).item<double>();
     const double gflop = dinov3_gflop_per_image(models[0]->config(), a.size);
     std::vector<double> best, median;
-    for (auto& t : times) {
-      std::sort(t.begin(), t.end());
-      best.push_back(a.batch / t.front());
-      median.push_back(a.batch / t[t.size() / 2]);
+    for (const auto& [best_s, median_s] : times) {
+      best.push_back(a.batch / best_s);
+      median.push_back(a.batch / median_s);
     }
     nlohmann::json r = {{"bench", "dinov3-ab"},
                         {"dtype", name},
@@ -104,27 +119,6 @@ int run_dinov3_ab(const Dinov3BenchArgs& a) {
           median[1] / median[0], diff);
   }
   return 0;
-}
-
-// Times each of `variants` alternately `iters` times (after one warm-up each); best and median s.
-template <typename F>
-std::vector<std::pair<double, double>> time_alternately(size_t variants, int64_t iters,
-                                                        const F& run) {
-  std::vector<std::vector<double>> times(variants);
-  for (size_t v = 0; v < variants; ++v) run(v);
-  for (int64_t i = 0; i < iters; ++i)
-    for (size_t v = 0; v < variants; ++v) {
-      const auto t0 = std::chrono::steady_clock::now();
-      run(v);
-      times[v].push_back(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-  std::vector<std::pair<double, double>> out;
-  for (auto& t : times) {
-    std::sort(t.begin(), t.end());
-    out.emplace_back(t.front(), t[t.size() / 2]);
-  }
-  return out;
 }
 
 // `--parts`: the choices of the inference path's non-GEMM parts, each timed alternately in one
