@@ -58,16 +58,18 @@ std::vector<std::pair<double, double>> time_alternately(size_t variants, int64_t
   return out;
 }
 
-// `--ab`: the fused path on each kernel set (VIDFUSE_DINOV3_KERNELS=torch, then onednn), two models
-// of the same weights, timed alternately in one process so that a busy machine's noise falls on
-// both alike.
+// `--ab`: the fused path on each kernel set this machine has (VIDFUSE_DINOV3_KERNELS=torch, onednn,
+// vidfuse), one model of the same weights each, timed alternately in one process so that a busy
+// machine's noise falls on all alike.
 int run_dinov3_ab(const Dinov3BenchArgs& a) {
   std::vector<std::string> dtypes = a.dtype == "both" ? std::vector<std::string>{"fp32", "bf16"}
                                                       : std::vector<std::string>{a.dtype};
-  const std::vector<std::string> sets = {"torch", "onednn"};
   for (const auto& name : dtypes) {
     const torch::ScalarType dtype = parse_compute_dtype(name, a.device);
     const torch::Device device(a.device);
+    std::vector<std::string> sets = {"torch"};
+    if (gemm_kernel_available(GemmKernel::Onednn, dtype, device)) sets.push_back("onednn");
+    if (gemm_kernel_available(GemmKernel::Vidfuse, dtype, device)) sets.push_back("vidfuse");
     std::vector<models::DinoV3ViT> models;
     for (const auto& set : sets) {
       torch::manual_seed(0);
@@ -86,37 +88,43 @@ int run_dinov3_ab(const Dinov3BenchArgs& a) {
       pooled[s] = models[s]->forward(x).pooler_output.to(torch::kFloat32);
       pooled[s].sum().item<double>();  // waits for an asynchronous device
     });
-    const double diff = ((pooled[1] - pooled[0]).norm() / pooled[0].norm()).item<double>();
     const double gflop = dinov3_gflop_per_image(models[0]->config(), a.size);
-    std::vector<double> best, median;
-    for (const auto& [best_s, median_s] : times) {
-      best.push_back(a.batch / best_s);
-      median.push_back(a.batch / median_s);
-    }
     nlohmann::json r = {{"bench", "dinov3-ab"},
                         {"dtype", name},
                         {"batch", a.batch},
                         {"size", a.size},
                         {"threads", torch::get_num_threads()},
-                        {"torch_images_per_s", best[0]},
-                        {"onednn_images_per_s", best[1]},
-                        {"torch_images_per_s_median", median[0]},
-                        {"onednn_images_per_s_median", median[1]},
-                        {"onednn_over_torch", best[1] / best[0]},
-                        {"onednn_over_torch_median", median[1] / median[0]},
-                        {"rel_diff", diff},
                         {"onednn", onednn::version()},
                         {"cpu_isa", cpu_isa()}};
+    std::string text = "dinov3 " + name + " A/B, " + std::to_string(torch::get_num_threads()) +
+                       " threads, " + std::to_string(a.iters) + " alternated forwards each:";
+    const double torch_best = a.batch / times[0].first, torch_median = a.batch / times[0].second;
+    for (size_t s = 0; s < sets.size(); ++s) {
+      const double best = a.batch / times[s].first, median = a.batch / times[s].second;
+      const double diff =
+          s == 0 ? 0.0 : ((pooled[s] - pooled[0]).norm() / pooled[0].norm()).item<double>();
+      r[sets[s] + "_images_per_s"] = best;
+      r[sets[s] + "_images_per_s_median"] = median;
+      char line[200];
+      if (s == 0) {
+        std::snprintf(line, sizeof line, " torch %.2f img/s (median %.2f, %.1f GFLOP/s)", best,
+                      median, best * gflop);
+      } else {
+        r[sets[s] + "_over_torch"] = best / torch_best;
+        r[sets[s] + "_over_torch_median"] = median / torch_median;
+        r[sets[s] + "_rel_diff"] = diff;
+        std::snprintf(line, sizeof line,
+                      "; %s %.2f (median %.2f, %.1f GFLOP/s): %.3fx torch (median %.3f), "
+                      "outputs differ by %.1e",
+                      sets[s].c_str(), best, median, best * gflop, best / torch_best,
+                      median / torch_median, diff);
+      }
+      text += line;
+    }
     if (a.json)
       std::cout << r.dump() << std::endl;
     else
-      std::printf(
-          "dinov3 %s A/B, %d threads, %ld alternated forwards each: torch %.2f img/s (median "
-          "%.2f, %.1f GFLOP/s), onednn %.2f (median %.2f, %.1f GFLOP/s): onednn/torch %.3f "
-          "(median %.3f); outputs differ by %.1e\n",
-          name.c_str(), torch::get_num_threads(), (long)a.iters, best[0], median[0],
-          best[0] * gflop, best[1], median[1], best[1] * gflop, best[1] / best[0],
-          median[1] / median[0], diff);
+      std::cout << text << std::endl;
   }
   return 0;
 }
@@ -375,7 +383,8 @@ VIDFUSE_BENCH(
       auto a = std::make_shared<Dinov3BenchArgs>();
       sub.add_flag("--json", a->json, "One JSON object per line");
       sub.add_flag("--ab", a->ab,
-                   "Both kernel sets (torch, onednn) timed alternately in one process; random "
+                   "Every kernel set this machine has (torch, onednn, vidfuse) timed alternately "
+                   "in one process; random "
                    "weights");
       sub.add_flag("--parts", a->parts,
                    "The inference path's attention (per-head, sdpa, fused) and LayerNorm (torch, "

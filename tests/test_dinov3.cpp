@@ -59,10 +59,14 @@ void check_parity_with(const std::string& name, torch::ScalarType dtype, bool fu
 // Every fixture on each attention kernel: SDPA (LibTorch's fused kernel), the per-head path and
 // the fused CPU kernel (cpu_kernels.h; per-head where the CPU lacks AVX-512), with LayerNorm
 // from torch and from rows_layer_norm, RoPE in its own pass and inside the fused kernel; the fused
-// path also on each of its kernel sets (LibTorch's, oneDNN's own where linked in).
+// path also on each of its kernel sets (LibTorch's, oneDNN's own where linked in, vidfuse's GEMM
+// where the CPU has AVX-512).
 void check_parity(const std::string& name, torch::ScalarType dtype, bool fused, double tol) {
   std::vector<const char*> kernel_sets = {"torch"};
-  if (fused && onednn_matmul_available(dtype, torch::kCPU)) kernel_sets.push_back("onednn");
+  if (fused && gemm_kernel_available(vidfuse::GemmKernel::Onednn, dtype, torch::kCPU))
+    kernel_sets.push_back("onednn");
+  if (fused && gemm_kernel_available(vidfuse::GemmKernel::Vidfuse, dtype, torch::kCPU))
+    kernel_sets.push_back("vidfuse");
   for (const char* set : kernel_sets) {
     vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", set);
     SCOPED_TRACE(std::string("VIDFUSE_DINOV3_KERNELS=") + set);
@@ -117,31 +121,42 @@ TEST(DinoV3Kernels, ForcedByTheEnvironmentAndUnknownNamesRefused) {
   {
     vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", "mkl");
     EXPECT_THROW_WITH(models::dinov3_kernels(torch::kFloat32, torch::kCPU),
-                      "VIDFUSE_DINOV3_KERNELS", "mkl", "onednn or torch");
+                      "VIDFUSE_DINOV3_KERNELS", "mkl", "torch, onednn or vidfuse");
   }
-  vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", "onednn");
-  if (onednn_matmul_available(torch::kFloat32, torch::kCPU))
-    EXPECT_EQ(models::dinov3_kernels(torch::kFloat32, torch::kCPU), models::DinoV3Kernels::Onednn);
-  else
-    EXPECT_THROW_WITH(models::dinov3_kernels(torch::kFloat32, torch::kCPU), "not available");
+  for (auto [name, gemm, set] :
+       {std::tuple{"onednn", vidfuse::GemmKernel::Onednn, models::DinoV3Kernels::Onednn},
+        std::tuple{"vidfuse", vidfuse::GemmKernel::Vidfuse, models::DinoV3Kernels::Vidfuse}}) {
+    vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", name);
+    if (gemm_kernel_available(gemm, torch::kFloat32, torch::kCPU))
+      EXPECT_EQ(models::dinov3_kernels(torch::kFloat32, torch::kCPU), set);
+    else
+      EXPECT_THROW_WITH(models::dinov3_kernels(torch::kFloat32, torch::kCPU), name,
+                        "not available");
+  }
 }
 
-// The oneDNN path updates the residual stream in place; a batch of one and a batch of three must
-// still agree row for row (the primitive is cached per row count).
-TEST(DinoV3Kernels, OnednnBatchedAndSingleAgree) {
-  if (!onednn_matmul_available(torch::kFloat32, torch::kCPU)) GTEST_SKIP() << "no oneDNN";
-  vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", "onednn");
-  auto model = models::load_dinov3(fixture("dinov3/tiny-gated-bf16"));
-  model->fuse_for_inference();
-  ASSERT_EQ(model->kernels(), models::DinoV3Kernels::Onednn);
-  torch::manual_seed(0);
-  auto x = torch::randn({3, 3, 48, 64});
-  torch::InferenceMode guard;
-  auto batched = model->forward(x).last_hidden_state;
-  auto single = model->forward(x.narrow(0, 2, 1)).last_hidden_state;
-  EXPECT_LE(rel_error(batched.narrow(0, 2, 1), single), 1e-5);
-  model->unfuse();
-  EXPECT_LE(rel_error(model->forward(x).last_hidden_state, batched), 1e-4);
+// The fused-epilogue sets update the residual stream in place; a batch of one and a batch of
+// three must still agree row for row (oneDNN's primitive is cached per row count; vidfuse's tiles
+// fall differently on the rows).
+TEST(DinoV3Kernels, FusedSetsBatchedAndSingleAgree) {
+  for (auto [name, gemm, set] :
+       {std::tuple{"onednn", vidfuse::GemmKernel::Onednn, models::DinoV3Kernels::Onednn},
+        std::tuple{"vidfuse", vidfuse::GemmKernel::Vidfuse, models::DinoV3Kernels::Vidfuse}}) {
+    if (!gemm_kernel_available(gemm, torch::kFloat32, torch::kCPU)) continue;
+    SCOPED_TRACE(name);
+    vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", name);
+    auto model = models::load_dinov3(fixture("dinov3/tiny-gated-bf16"));
+    model->fuse_for_inference();
+    ASSERT_EQ(model->kernels(), set);
+    torch::manual_seed(0);
+    auto x = torch::randn({3, 3, 48, 64});
+    torch::InferenceMode guard;
+    auto batched = model->forward(x).last_hidden_state;
+    auto single = model->forward(x.narrow(0, 2, 1)).last_hidden_state;
+    EXPECT_LE(rel_error(batched.narrow(0, 2, 1), single), 1e-5);
+    model->unfuse();
+    EXPECT_LE(rel_error(model->forward(x).last_hidden_state, batched), 1e-4);
+  }
 }
 
 TEST(DinoV3, RefusesFp16WithReason) {

@@ -103,27 +103,39 @@ torch::Tensor reference_act(const torch::Tensor& y, onednn::Act act) {
   return y;
 }
 
-// Every epilogue against float64 torch: rows of 1, 7 and 300, inputs and outputs that are column
+using vidfuse::GemmKernel;
+
+// The GEMM kernels this machine can run for `dtype`.
+std::vector<GemmKernel> kernels_for(torch::ScalarType dtype) {
+  std::vector<GemmKernel> out;
+  for (GemmKernel k : {GemmKernel::Onednn, GemmKernel::Vidfuse})
+    if (vidfuse::gemm_kernel_available(k, dtype, torch::kCPU)) out.push_back(k);
+  return out;
+}
+
+// Every epilogue against float64 torch: rows of 1, 7 and 301, inputs and outputs that are column
 // slices of wider rows (taken through dense copies: oneDNN's kernel for them, its own sgemm, cannot
-// run inside a LibTorch process; see onednn_matmul.cpp), the bias given or not.
-void expect_fused_matches(torch::ScalarType dtype, double tol) {
+// run inside a LibTorch process; see onednn_matmul.cpp), the bias given or not; 48 output columns
+// (vidfuse's kernel: a block and a half).
+void expect_fused_matches(torch::ScalarType dtype, double tol, GemmKernel kernel) {
+  SCOPED_TRACE(vidfuse::gemm_kernel_name(kernel));
   vidfuse::test::ThreadCountScope threads(2);
   torch::manual_seed(0);
   torch::InferenceMode guard;
   const auto d = torch::kFloat64;
   const auto w = (torch::randn({48, 40}) / 6).to(dtype);
   const auto b = torch::randn({48}).to(dtype);
-  for (int64_t m : {1, 7, 300}) {
+  for (int64_t m : {1, 7, 301}) {
     const auto wide = torch::randn({m, 56}).to(dtype);
     const auto x = wide.narrow(1, 8, 40);
     const auto lin = torch::linear(x.to(d), w.to(d), b.to(d));
     for (auto act : {onednn::Act::None, onednn::Act::GeluErf, onednn::Act::GeluTanh,
                      onednn::Act::Silu, onednn::Act::Relu}) {
-      const FusedLinear store(w, b, act);
+      const FusedLinear store(w, b, act, onednn::Epilogue::Store, kernel);
       EXPECT_LE(rel_error(store(x), reference_act(lin, act)), tol)
           << "store m=" << m << " act=" << static_cast<int>(act);
       const auto other = torch::randn({m, 48}).to(dtype);
-      const FusedLinear times(w, b, act, onednn::Epilogue::Multiply);
+      const FusedLinear times(w, b, act, onednn::Epilogue::Multiply, kernel);
       EXPECT_LE(rel_error(times(x, other), reference_act(lin, act) * other.to(d)), tol)
           << "multiply m=" << m;
     }
@@ -131,42 +143,79 @@ void expect_fused_matches(torch::ScalarType dtype, double tol) {
     const auto buffer = torch::randn({m, 64}).to(dtype);
     const auto before = buffer.clone();
     torch::Tensor y = buffer.narrow(1, 16, 48);
-    const FusedLinear acc(w, b, onednn::Act::None, onednn::Epilogue::Accumulate);
+    const FusedLinear acc(w, b, onednn::Act::None, onednn::Epilogue::Accumulate, kernel);
     acc.accumulate(x, y);
     EXPECT_LE(rel_error(y, before.narrow(1, 16, 48).to(d) + lin), tol) << "accumulate m=" << m;
     EXPECT_TRUE(torch::equal(buffer.narrow(1, 0, 16), before.narrow(1, 0, 16)));
-    const FusedLinear no_bias(w, torch::Tensor());
+    const FusedLinear no_bias(w, torch::Tensor(), onednn::Act::None, onednn::Epilogue::Store,
+                              kernel);
     EXPECT_LE(rel_error(no_bias(x), torch::mm(x.to(d), w.to(d).t())), tol) << "no bias m=" << m;
   }
 }
 
 TEST(FusedLinear, Fp32EpiloguesMatchTorch) {
-  if (!vidfuse::onednn_matmul_available(torch::kFloat32, torch::kCPU)) GTEST_SKIP() << "no oneDNN";
-  expect_fused_matches(torch::kFloat32, 1e-5);
+  const auto kernels = kernels_for(torch::kFloat32);
+  if (kernels.empty()) GTEST_SKIP() << "neither oneDNN nor AVX-512";
+  for (GemmKernel k : kernels) expect_fused_matches(torch::kFloat32, 1e-5, k);
 }
 
 TEST(FusedLinear, Bf16EpiloguesMatchTorch) {
-  if (!vidfuse::onednn_matmul_available(torch::kBFloat16, torch::kCPU)) GTEST_SKIP() << "no oneDNN";
-  expect_fused_matches(torch::kBFloat16, 1e-2);
+  const auto kernels = kernels_for(torch::kBFloat16);
+  if (kernels.empty()) GTEST_SKIP() << "neither oneDNN nor AVX512-BF16";
+  for (GemmKernel k : kernels) expect_fused_matches(torch::kBFloat16, 1e-2, k);
 }
 
-// The primitive is cached per thread count: one layer on 1 then 2 threads gives the same rows.
-TEST(FusedLinear, ThreadCountsAgree) {
-  if (!vidfuse::onednn_matmul_available(torch::kFloat32, torch::kCPU)) GTEST_SKIP() << "no oneDNN";
+// vidfuse's GEMM over several tasks of rows and weight blocks: 530 rows (not a multiple of the
+// 12-row tile), 100 columns (three blocks of 32 and a tail of 4), an odd K of 1001 (bf16 multiplies
+// pairs of K: the last element goes alone), GELU and the residual add.
+TEST(FusedLinear, VidfuseGemmOverTasksTailsAndOddK) {
+  vidfuse::test::ThreadCountScope threads(2);
   torch::manual_seed(0);
   torch::InferenceMode guard;
-  const FusedLinear lin(torch::randn({64, 32}), torch::randn({64}), onednn::Act::GeluErf);
-  const auto x = torch::randn({100, 32});
-  torch::Tensor one, two;
-  {
-    vidfuse::test::ThreadCountScope threads(1);
-    one = lin(x);
+  for (auto [dtype, tol] : {std::pair{torch::kFloat32, 1e-5}, std::pair{torch::kBFloat16, 1e-2}}) {
+    if (!vidfuse::gemm_kernel_available(GemmKernel::Vidfuse, dtype, torch::kCPU)) continue;
+    const auto w = (torch::randn({100, 1001}) / 30).to(dtype);
+    const auto b = torch::randn({100}).to(dtype);
+    const auto x = torch::randn({530, 1001}).to(dtype);
+    const auto lin =
+        torch::linear(x.to(torch::kFloat64), w.to(torch::kFloat64), b.to(torch::kFloat64));
+    const FusedLinear gelu(w, b, onednn::Act::GeluErf, onednn::Epilogue::Store,
+                           GemmKernel::Vidfuse);
+    EXPECT_LE(rel_error(gelu(x), torch::gelu(lin)), tol) << dtype;
+    const FusedLinear acc(w, b, onednn::Act::None, onednn::Epilogue::Accumulate,
+                          GemmKernel::Vidfuse);
+    torch::Tensor y = torch::randn({530, 100}).to(dtype);
+    const auto before = y.to(torch::kFloat64);
+    acc.accumulate(x, y);
+    EXPECT_LE(rel_error(y, before + lin), tol) << dtype;
   }
-  {
-    vidfuse::test::ThreadCountScope threads(2);
-    two = lin(x);
+}
+
+// oneDNN's primitive is cached per thread count: one layer on 1 then 2 threads gives the same rows.
+// vidfuse's kernel sums each output over K in one order whatever the threads: bit for bit equal.
+TEST(FusedLinear, ThreadCountsAgree) {
+  const auto kernels = kernels_for(torch::kFloat32);
+  if (kernels.empty()) GTEST_SKIP() << "neither oneDNN nor AVX-512";
+  torch::manual_seed(0);
+  torch::InferenceMode guard;
+  for (GemmKernel k : kernels) {
+    const FusedLinear lin(torch::randn({64, 32}), torch::randn({64}), onednn::Act::GeluErf,
+                          onednn::Epilogue::Store, k);
+    const auto x = torch::randn({100, 32});
+    torch::Tensor one, two;
+    {
+      vidfuse::test::ThreadCountScope threads(1);
+      one = lin(x);
+    }
+    {
+      vidfuse::test::ThreadCountScope threads(2);
+      two = lin(x);
+    }
+    if (k == GemmKernel::Vidfuse)
+      EXPECT_TRUE(torch::equal(one, two));
+    else
+      EXPECT_LE(rel_error(one, two), 1e-6);
   }
-  EXPECT_LE(rel_error(one, two), 1e-6);
 }
 
 TEST(FusedLinear, RejectsMismatchesWithReasons) {

@@ -70,73 +70,96 @@ torch::Tensor PackedLinear::operator()(const torch::Tensor& x) const {
 }
 
 bool onednn_matmul_available(torch::ScalarType dtype, torch::Device device) {
-  return onednn::available() && device.is_cpu() &&
-         (dtype == torch::kFloat32 || dtype == torch::kBFloat16) &&
-         onednn::supports(dtype == torch::kBFloat16 ? onednn::DType::BF16 : onednn::DType::F32);
+  return gemm_kernel_available(GemmKernel::Onednn, dtype, device);
+}
+
+const char* gemm_kernel_name(GemmKernel kernel) {
+  return kernel == GemmKernel::Vidfuse ? "vidfuse" : "onednn";
+}
+
+bool gemm_kernel_available(GemmKernel kernel, torch::ScalarType dtype, torch::Device device) {
+  if (!device.is_cpu() || (dtype != torch::kFloat32 && dtype != torch::kBFloat16)) return false;
+  const onednn::DType d = dtype == torch::kBFloat16 ? onednn::DType::BF16 : onednn::DType::F32;
+  return kernel == GemmKernel::Vidfuse ? cpu_gemm::supports(d)
+                                       : onednn::available() && onednn::supports(d);
 }
 
 FusedLinear::FusedLinear(const torch::Tensor& weight, const torch::Tensor& bias, onednn::Act act,
-                         onednn::Epilogue epilogue)
-    : dtype_(weight.scalar_type()), epilogue_(epilogue) {
-  if (!onednn_matmul_available(dtype_, weight.device()))
-    throw Error(std::string("FusedLinear: oneDNN's matmul is not available for ") +
-                c10::toString(dtype_) + " weights on " + weight.device().str() +
-                (onednn::available() ? "" : " (built without libdnnl-dev)"));
+                         onednn::Epilogue epilogue, GemmKernel kernel)
+    : kernel_(kernel), dtype_(weight.scalar_type()), epilogue_(epilogue) {
+  if (!gemm_kernel_available(kernel, dtype_, weight.device()))
+    throw Error(
+        std::string("FusedLinear: ") +
+        (kernel == GemmKernel::Vidfuse ? "vidfuse's GEMM" : "oneDNN's matmul") +
+        " is not available for " + c10::toString(dtype_) + " weights on " + weight.device().str() +
+        (kernel == GemmKernel::Onednn && !onednn::available() ? " (built without libdnnl-dev)"
+                                                              : ""));
   TORCH_CHECK(weight.dim() == 2, "FusedLinear expects a [N, K] weight, got ", weight.sizes());
   const torch::Tensor w = weight.contiguous();
   const torch::Tensor b = bias.defined() ? bias.to(dtype_).contiguous() : torch::Tensor();
   TORCH_CHECK(!b.defined() || b.numel() == w.size(0), "FusedLinear: bias ", b.sizes(),
               " does not match weight ", w.sizes());
-  mm_ = onednn::Matmul(w.data_ptr(), b.defined() ? b.data_ptr() : nullptr, w.size(0), w.size(1),
-                       dtype_ == torch::kBFloat16 ? onednn::DType::BF16 : onednn::DType::F32, act,
-                       epilogue);
+  n_ = w.size(0);
+  k_ = w.size(1);
+  const onednn::DType d = dtype_ == torch::kBFloat16 ? onednn::DType::BF16 : onednn::DType::F32;
+  const void* bias_data = b.defined() ? b.data_ptr() : nullptr;
+  if (kernel == GemmKernel::Vidfuse)
+    own_ = cpu_gemm::Gemm(w.data_ptr(), bias_data, n_, k_, d, act, epilogue);
+  else
+    mm_ = onednn::Matmul(w.data_ptr(), bias_data, n_, k_, d, act, epilogue);
 }
 
 torch::Tensor FusedLinear::rows_of(const torch::Tensor& x) const {
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == mm_.k() && x.is_cpu() && x.scalar_type() == dtype_,
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == k_ && x.is_cpu() && x.scalar_type() == dtype_,
               "FusedLinear: input ", x.sizes(), " ", x.scalar_type(),
-              " does not match the [N, K] = [", mm_.n(), ", ", mm_.k(), "] ", dtype_, " weight");
+              " does not match the [N, K] = [", n_, ", ", k_, "] ", dtype_, " weight");
   // Dense rows: oneDNN's brgemm kernels (the only ones usable here) do not take a leading
   // dimension.
   return x.contiguous();
 }
 
+void FusedLinear::run(const torch::Tensor& x, torch::Tensor& y, const torch::Tensor& other) const {
+  if (x.size(0) == 0) return;
+  const void* o = other.defined() ? other.data_ptr() : nullptr;
+  if (kernel_ == GemmKernel::Vidfuse) {
+    // Named in profiles (bench dinov3 --profile): no ATen operator runs inside.
+    RECORD_FUNCTION("vidfuse::cpu_gemm", std::vector<c10::IValue>());
+    own_.run(x.data_ptr(), x.size(0), k_, y.data_ptr(), n_, o);
+  } else {
+    RECORD_FUNCTION("vidfuse::onednn_matmul", std::vector<c10::IValue>());
+    mm_.run(x.data_ptr(), x.size(0), k_, y.data_ptr(), n_, o, at::get_num_threads());
+  }
+}
+
 torch::Tensor FusedLinear::operator()(const torch::Tensor& input,
                                       const torch::Tensor& other) const {
-  // Named in profiles (bench dinov3 --profile): no ATen operator runs inside.
-  RECORD_FUNCTION("vidfuse::onednn_matmul", std::vector<c10::IValue>());
   const torch::Tensor x = rows_of(input);
   TORCH_CHECK(epilogue_ != onednn::Epilogue::Accumulate,
               "FusedLinear: an accumulating layer runs through accumulate()");
   torch::Tensor o;
   if (epilogue_ == onednn::Epilogue::Multiply) {
-    TORCH_CHECK(other.defined() && other.sizes() == torch::IntArrayRef({x.size(0), mm_.n()}) &&
+    TORCH_CHECK(other.defined() && other.sizes() == torch::IntArrayRef({x.size(0), n_}) &&
                     other.scalar_type() == dtype_,
-                "FusedLinear: the product's other operand must be [", x.size(0), ", ", mm_.n(),
-                "] ", dtype_);
+                "FusedLinear: the product's other operand must be [", x.size(0), ", ", n_, "] ",
+                dtype_);
     o = other.contiguous();
   }
-  torch::Tensor y = torch::empty({x.size(0), mm_.n()}, x.options());
-  if (x.size(0) > 0)
-    mm_.run(x.data_ptr(), x.size(0), x.size(1), y.data_ptr(), mm_.n(),
-            o.defined() ? o.data_ptr() : nullptr, at::get_num_threads());
+  torch::Tensor y = torch::empty({x.size(0), n_}, x.options());
+  run(x, y, o);
   return y;
 }
 
 void FusedLinear::accumulate(const torch::Tensor& input, torch::Tensor& y) const {
-  RECORD_FUNCTION("vidfuse::onednn_matmul", std::vector<c10::IValue>());
   const torch::Tensor x = rows_of(input);
   TORCH_CHECK(epilogue_ == onednn::Epilogue::Accumulate,
               "FusedLinear: accumulate() on a layer built to store its output");
-  TORCH_CHECK(y.dim() == 2 && y.size(0) == x.size(0) && y.size(1) == mm_.n() &&
+  TORCH_CHECK(y.dim() == 2 && y.size(0) == x.size(0) && y.size(1) == n_ &&
                   y.scalar_type() == dtype_ && y.is_cpu(),
               "FusedLinear: accumulator ", y.sizes(), " ", y.scalar_type(),
-              " does not match the output [", x.size(0), ", ", mm_.n(), "] ", dtype_);
-  if (x.size(0) == 0) return;
+              " does not match the output [", x.size(0), ", ", n_, "] ", dtype_);
   // In place where y is dense (the residual stream always is), through a dense copy otherwise.
   torch::Tensor target = y.contiguous();
-  mm_.run(x.data_ptr(), x.size(0), x.size(1), target.data_ptr(), mm_.n(), nullptr,
-          at::get_num_threads());
+  run(x, target, {});
   if (!target.is_same(y)) y.copy_(target);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "vidfuse/core/cpu_gemm.h"
 #include "vidfuse/core/onednn_matmul.h"
 
 namespace vidfuse {
@@ -39,33 +40,47 @@ bool onednn_linear_available(torch::ScalarType dtype, torch::Device device);
 torch::Tensor linear_no_grad(const torch::Tensor& x, const torch::Tensor& weight,
                              const torch::Tensor& bias);
 
-// A frozen linear layer on oneDNN's own matmul primitive (core/onednn_matmul.h) with its epilogue
-// fused: the activation after the bias, a residual add into the output, or a product with a second
-// operand. fp32 and bf16 on the CPU, where onednn_matmul_available says so.
+// The kernel behind a FusedLinear: oneDNN's matmul primitive (core/onednn_matmul.h) or vidfuse's
+// own GEMM (core/cpu_gemm.h). Both fuse the same epilogues.
+enum class GemmKernel { Onednn, Vidfuse };
+const char* gemm_kernel_name(GemmKernel kernel);
+
+// Whether `kernel` can run weights of this dtype on this device: oneDNN where libdnnl is linked in
+// and has a brgemm kernel for the dtype on this CPU; vidfuse's where the CPU has AVX-512 (fp32) or
+// AVX512-BF16 (bf16). CPU only, fp32 and bf16 only.
+bool gemm_kernel_available(GemmKernel kernel, torch::ScalarType dtype, torch::Device device);
+bool onednn_matmul_available(torch::ScalarType dtype, torch::Device device);
+
+// A frozen linear layer with its epilogue fused: the activation after the bias, a residual add
+// into the output, or a product with a second operand, applied while the output tile is in
+// registers; the weights packed once for `kernel`.
 class FusedLinear {
  public:
   FusedLinear() = default;
-  // weight [N, K]; bias [N] or undefined.
+  // weight [N, K]; bias [N] or undefined. Throws vidfuse::Error where `kernel` is not available.
   FusedLinear(const torch::Tensor& weight, const torch::Tensor& bias,
               onednn::Act act = onednn::Act::None,
-              onednn::Epilogue epilogue = onednn::Epilogue::Store);
+              onednn::Epilogue epilogue = onednn::Epilogue::Store,
+              GemmKernel kernel = GemmKernel::Onednn);
 
   // Store: act(x wᵀ + b) as a new [M, N] tensor. Multiply: act(x wᵀ + b) * other.
   torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& other = {}) const;
   // Accumulate: y += x wᵀ + b in place; y [M, N] with unit column stride.
   void accumulate(const torch::Tensor& x, torch::Tensor& y) const;
 
-  bool defined() const { return mm_.defined(); }
+  bool defined() const { return n_ > 0; }
+  GemmKernel kernel() const { return kernel_; }
 
  private:
   torch::Tensor rows_of(const torch::Tensor& x) const;
+  // y [M, N] dense; `other` as operator() takes it.
+  void run(const torch::Tensor& x, torch::Tensor& y, const torch::Tensor& other) const;
   onednn::Matmul mm_;
+  cpu_gemm::Gemm own_;
+  GemmKernel kernel_ = GemmKernel::Onednn;
+  int64_t n_ = 0, k_ = 0;
   torch::ScalarType dtype_ = torch::kFloat32;
   onednn::Epilogue epilogue_ = onednn::Epilogue::Store;
 };
-
-// Whether FusedLinear can run weights of this dtype on this device (oneDNN linked in, CPU, fp32 or
-// bf16).
-bool onednn_matmul_available(torch::ScalarType dtype, torch::Device device);
 
 }  // namespace vidfuse

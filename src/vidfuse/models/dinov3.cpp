@@ -282,32 +282,48 @@ int64_t DinoV3ViTImpl::num_parameters() const {
 }
 
 DinoV3Kernels dinov3_kernels(torch::ScalarType dtype, torch::Device device) {
-  const bool onednn = onednn_matmul_available(dtype, device);
+  const bool onednn = gemm_kernel_available(GemmKernel::Onednn, dtype, device);
+  const bool own = gemm_kernel_available(GemmKernel::Vidfuse, dtype, device);
   if (const char* forced = std::getenv("VIDFUSE_DINOV3_KERNELS"); forced && *forced) {
     const std::string name(forced);
     if (name == "torch") return DinoV3Kernels::Torch;
-    if (name != "onednn")
-      throw Error("VIDFUSE_DINOV3_KERNELS='" + name + "' is not a kernel set (onednn or torch)");
-    if (!onednn)
-      throw Error(std::string("VIDFUSE_DINOV3_KERNELS=onednn: oneDNN's matmul is not available "
-                              "for ") +
-                  c10::toString(dtype) + " on " + device.str() +
-                  (onednn::available() ? "" : " (built without libdnnl-dev)"));
-    return DinoV3Kernels::Onednn;
+    if (name != "onednn" && name != "vidfuse")
+      throw Error("VIDFUSE_DINOV3_KERNELS='" + name +
+                  "' is not a kernel set (torch, onednn or vidfuse)");
+    if (!(name == "onednn" ? onednn : own))
+      throw Error("VIDFUSE_DINOV3_KERNELS=" + name + ": " +
+                  (name == "onednn" ? "oneDNN's matmul" : "vidfuse's GEMM") +
+                  " is not available for " + c10::toString(dtype) + " on " + device.str() +
+                  (name == "onednn" && !onednn::available() ? " (built without libdnnl-dev)" : ""));
+    return name == "onednn" ? DinoV3Kernels::Onednn : DinoV3Kernels::Vidfuse;
   }
-  // Measured (docs/dinov3-cpu-kernels.md): see there for the figures behind this choice.
-  return onednn && !cpu_is_intel() ? DinoV3Kernels::Onednn : DinoV3Kernels::Torch;
+  // Measured on AMD Zen 4 (docs/dinov3-cpu-kernels.md has the figures): vidfuse's GEMM is the
+  // faster in bf16, oneDNN's in fp32. Intel CPUs keep LibTorch's route (MKL), not compared there.
+  if (cpu_is_intel()) return DinoV3Kernels::Torch;
+  if (own && (dtype == torch::kBFloat16 || !onednn)) return DinoV3Kernels::Vidfuse;
+  return onednn ? DinoV3Kernels::Onednn : DinoV3Kernels::Torch;
 }
 
 const char* dinov3_kernels_name(DinoV3Kernels kernels) {
-  return kernels == DinoV3Kernels::Onednn ? "onednn" : "torch";
+  switch (kernels) {
+    case DinoV3Kernels::Onednn:
+      return "onednn";
+    case DinoV3Kernels::Vidfuse:
+      return "vidfuse";
+    case DinoV3Kernels::Torch:
+      break;
+  }
+  return "torch";
 }
 
 void DinoV3ViTImpl::fuse_for_inference() {
   torch::NoGradGuard no_grad;
   fused_.clear();
   const torch::Tensor& w0 = embeddings->patch_embeddings->weight;
-  const bool onednn = dinov3_kernels(w0.scalar_type(), w0.device()) == DinoV3Kernels::Onednn;
+  kernels_ = dinov3_kernels(w0.scalar_type(), w0.device());
+  const bool epilogues_fused = kernels_ != DinoV3Kernels::Torch;
+  const GemmKernel gemm =
+      kernels_ == DinoV3Kernels::Vidfuse ? GemmKernel::Vidfuse : GemmKernel::Onednn;
   const double scale = std::pow(config_.head_dim(), -0.5);
   for (const auto& module : *layer) {
     auto l = std::dynamic_pointer_cast<DinoV3LayerImpl>(module);
@@ -328,21 +344,24 @@ void DinoV3ViTImpl::fuse_for_inference() {
     const auto& m = l->mlp;
     const torch::Tensor down_w = m->down_proj->weight * ls2.unsqueeze(1),
                         down_b = bias_or_zero(m->down_proj) * ls2;
-    if (onednn) {
+    if (epilogues_fused) {
+      using onednn::Act;
       using onednn::Epilogue;
-      f.onednn = true;
-      f.dqkv = FusedLinear(qkv_w, qkv_b);
-      f.do_ = FusedLinear(o_w, o_b, onednn::Act::None, Epilogue::Accumulate);
+      f.epilogues_fused = true;
+      f.dqkv = FusedLinear(qkv_w, qkv_b, Act::None, Epilogue::Store, gemm);
+      f.do_ = FusedLinear(o_w, o_b, Act::None, Epilogue::Accumulate, gemm);
       const onednn::Act act = onednn_act(config_.hidden_act);
       if (m->gate_proj) {
         // down(act(gate(h)) * up(h)): up plain, gate's epilogue applies act and the product.
-        f.dup = FusedLinear(m->up_proj->weight, bias_or_zero(m->up_proj));
-        f.dgate =
-            FusedLinear(m->gate_proj->weight, bias_or_zero(m->gate_proj), act, Epilogue::Multiply);
+        f.dup = FusedLinear(m->up_proj->weight, bias_or_zero(m->up_proj), Act::None,
+                            Epilogue::Store, gemm);
+        f.dgate = FusedLinear(m->gate_proj->weight, bias_or_zero(m->gate_proj), act,
+                              Epilogue::Multiply, gemm);
       } else {
-        f.dup = FusedLinear(m->up_proj->weight, bias_or_zero(m->up_proj), act);
+        f.dup =
+            FusedLinear(m->up_proj->weight, bias_or_zero(m->up_proj), act, Epilogue::Store, gemm);
       }
-      f.ddown = FusedLinear(down_w, down_b, onednn::Act::None, Epilogue::Accumulate);
+      f.ddown = FusedLinear(down_w, down_b, Act::None, Epilogue::Accumulate, gemm);
     } else {
       f.qkv = PackedLinear(qkv_w, qkv_b);
       f.o = PackedLinear(o_w, o_b);
@@ -359,7 +378,7 @@ void DinoV3ViTImpl::fused_layer_forward_(const FusedLayer& f, const DinoV3Layer&
                                          const torch::Tensor& sin) {
   const int64_t rows = x.size(0), c = x.size(1), n = rows / batch;
   const int64_t nh = config_.num_attention_heads, hd = config_.head_dim();
-  if (f.onednn) {
+  if (f.epilogues_fused) {
     const torch::Tensor qkv = f.dqkv(layer_norm(x, l->norm1));
     const torch::Tensor parts = qkv.view({batch, n, 3, nh, hd});
     const torch::Tensor v = parts.select(2, 2).transpose(1, 2);

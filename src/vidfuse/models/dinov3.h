@@ -82,11 +82,12 @@ class DinoV3LayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DinoV3Layer);
 
-// The kernels of the fused inference path: LibTorch's (PackedLinear, with bias, activation and
-// residual adds as passes of their own) or oneDNN's own matmul primitives with those fused into
-// their epilogues (FusedLinear). The default follows measurements per CPU (dinov3.cpp);
-// VIDFUSE_DINOV3_KERNELS=onednn|torch forces one (read when fuse_for_inference runs).
-enum class DinoV3Kernels { Torch, Onednn };
+// The kernels of the fused inference path's linear layers: LibTorch's (PackedLinear, with bias,
+// activation and residual adds as passes of their own), or FusedLinear with those fused into the
+// epilogue, on oneDNN's matmul primitives or on vidfuse's own GEMM (core/cpu_gemm.h). The default
+// follows measurements per CPU (dinov3.cpp); VIDFUSE_DINOV3_KERNELS=torch|onednn|vidfuse forces
+// one (read when fuse_for_inference runs).
+enum class DinoV3Kernels { Torch, Onednn, Vidfuse };
 DinoV3Kernels dinov3_kernels(torch::ScalarType dtype, torch::Device device);
 const char* dinov3_kernels_name(DinoV3Kernels kernels);
 
@@ -110,9 +111,7 @@ class DinoV3ViTImpl : public torch::nn::Module {
   void unfuse() { fused_.clear(); }
   bool fused() const { return !fused_.empty(); }
   // The kernels fuse_for_inference chose (Torch when not fused).
-  DinoV3Kernels kernels() const {
-    return fused() && fused_[0].onednn ? DinoV3Kernels::Onednn : DinoV3Kernels::Torch;
-  }
+  DinoV3Kernels kernels() const { return fused() ? kernels_ : DinoV3Kernels::Torch; }
 
   const DinoV3Config& config() const { return config_; }
   int64_t num_parameters() const;
@@ -124,10 +123,10 @@ class DinoV3ViTImpl : public torch::nn::Module {
  private:
   struct FusedLayer {
     PackedLinear qkv, o, up, gate, down;  // DinoV3Kernels::Torch
-    // DinoV3Kernels::Onednn: bias + activation fused into up (gate: activation, then the product
-    // with up), the residual add into o and down.
+    // DinoV3Kernels::Onednn and Vidfuse: bias + activation fused into up (gate: activation, then
+    // the product with up), the residual add into o and down.
     FusedLinear dqkv, do_, dup, dgate, ddown;
-    bool onednn = false;
+    bool epilogues_fused = false;
   };
   // One layer on the residual stream x [B*N, C], updated in place.
   void fused_layer_forward_(const FusedLayer& f, const DinoV3Layer& l, torch::Tensor& x,
@@ -135,6 +134,7 @@ class DinoV3ViTImpl : public torch::nn::Module {
 
   DinoV3Config config_;
   std::vector<FusedLayer> fused_;
+  DinoV3Kernels kernels_ = DinoV3Kernels::Torch;
 };
 TORCH_MODULE(DinoV3ViT);
 
