@@ -108,45 +108,38 @@ VIDFUSE_TARGET_AVX512 inline __attribute__((always_inline)) __m512 activate(__m5
   return x;
 }
 
-// Bias, activation, and the store, add or product for an R x 32 tile at (row, col) of which the
-// first `cols` columns exist. T is the output's element type.
+// The activation, then the residual add or the product, on an R x 32 tile at (row, col) whose
+// accumulators started from the bias; the results are left in `acc` for the caller to store.
+// `mask` says which of the 32 columns exist. T is the output's element type.
 template <typename T, int R>
-VIDFUSE_TARGET_AVX512 inline __attribute__((always_inline)) void finish(__m512 (&acc)[R][2],
-                                                                        const Output& out,
-                                                                        int64_t row, int64_t col,
-                                                                        int64_t cols) {
-  const __mmask16 mask[2] = {tail_mask(cols), tail_mask(cols - 16)};
-  const __m512 bias[2] = {_mm512_loadu_ps(out.bias + col), _mm512_loadu_ps(out.bias + col + 16)};
+VIDFUSE_TARGET_AVX512 inline __attribute__((always_inline)) void epilogue(
+    __m512 (&acc)[R][2], const Output& out, int64_t row, int64_t col, const __mmask16 (&mask)[2]) {
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
-    T* y = static_cast<T*>(out.y) + (row + r) * out.ldy + col;
 #pragma GCC unroll 2
     for (int v = 0; v < 2; ++v) {
-      __m512 x = activate(_mm512_add_ps(acc[r][v], bias[v]), out.act);
+      __m512 x = activate(acc[r][v], out.act);
+      const int64_t at = col + 16 * v;
       if (out.epilogue == Epilogue::Accumulate)
-        x = _mm512_add_ps(x, load_f(y + 16 * v, mask[v]));
+        x = _mm512_add_ps(x,
+                          load_f(static_cast<const T*>(out.y) + (row + r) * out.ldy + at, mask[v]));
       else if (out.epilogue == Epilogue::Multiply)
         x = _mm512_mul_ps(
-            x,
-            load_f(static_cast<const T*>(out.other) + (row + r) * out.n + col + 16 * v, mask[v]));
-      store_f(y + 16 * v, x, mask[v]);
+            x, load_f(static_cast<const T*>(out.other) + (row + r) * out.n + at, mask[v]));
+      acc[r][v] = x;
     }
   }
 }
 
-// Asks for the tile's output lines before the K loop, so that their reads (a store to a line not
-// in cache reads it first, as does the residual add) finish while the tile accumulates instead of
-// stalling the stores at its end; the output is a fresh tensor, or the residual stream last
-// touched a layer ago, so these lines are rarely in cache.
-template <typename T, int R>
-inline __attribute__((always_inline)) void prefetch_output(const Output& out, int64_t row,
-                                                           int64_t col) {
+// Every accumulator starts from its column's bias.
+template <int R>
+VIDFUSE_TARGET_AVX512 inline __attribute__((always_inline)) void start_from_bias(
+    __m512 (&acc)[R][2], const Output& out, int64_t col) {
+  const __m512 b0 = _mm512_loadu_ps(out.bias + col), b1 = _mm512_loadu_ps(out.bias + col + 16);
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
-    const char* y =
-        reinterpret_cast<const char*>(static_cast<T*>(out.y) + (row + r) * out.ldy + col);
-    __builtin_prefetch(y, 1, 3);
-    __builtin_prefetch(y + kCols * sizeof(T) - 1, 1, 3);
+    acc[r][0] = b0;
+    acc[r][1] = b1;
   }
 }
 
@@ -158,9 +151,7 @@ VIDFUSE_TARGET_AVX512_BF16 void tile_bf16(const c10::BFloat16* x, int64_t ldx,
                                           const uint16_t* block, int64_t k, const Output& out,
                                           int64_t row, int64_t col, int64_t cols) {
   __m512 acc[R][2];
-#pragma GCC unroll 12
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  prefetch_output<c10::BFloat16, R>(out, row, col);
+  start_from_bias<R>(acc, out, col);
   const int64_t pairs = k / 2;
   const uint16_t* b = block;
   for (int64_t p = 0; p < pairs; ++p, b += 2 * kCols) {
@@ -187,7 +178,16 @@ VIDFUSE_TARGET_AVX512_BF16 void tile_bf16(const c10::BFloat16* x, int64_t ldx,
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
     }
   }
-  finish<c10::BFloat16, R>(acc, out, row, col, cols);
+  const __mmask16 mask[2] = {tail_mask(cols), tail_mask(cols - 16)};
+  epilogue<c10::BFloat16, R>(acc, out, row, col, mask);
+  // vcvtneps2bf16 rounds to nearest even, as c10::BFloat16 does (denormals, which it flushes to
+  // zero, aside).
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    c10::BFloat16* y = static_cast<c10::BFloat16*>(out.y) + (row + r) * out.ldy + col;
+    _mm256_mask_storeu_epi16(y, mask[0], (__m256i)_mm512_cvtneps_pbh(acc[r][0]));
+    _mm256_mask_storeu_epi16(y + 16, mask[1], (__m256i)_mm512_cvtneps_pbh(acc[r][1]));
+  }
 }
 
 // The same for fp32: one element of K per step, FMAs.
@@ -195,9 +195,7 @@ template <int R>
 VIDFUSE_TARGET_AVX512 void tile_f32(const float* x, int64_t ldx, const float* block, int64_t k,
                                     const Output& out, int64_t row, int64_t col, int64_t cols) {
   __m512 acc[R][2];
-#pragma GCC unroll 12
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  prefetch_output<float, R>(out, row, col);
+  start_from_bias<R>(acc, out, col);
   const float* b = block;
   for (int64_t i = 0; i < k; ++i, b += kCols) {
     const __m512 b0 = _mm512_loadu_ps(b);
@@ -209,7 +207,14 @@ VIDFUSE_TARGET_AVX512 void tile_f32(const float* x, int64_t ldx, const float* bl
       acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
     }
   }
-  finish<float, R>(acc, out, row, col, cols);
+  const __mmask16 mask[2] = {tail_mask(cols), tail_mask(cols - 16)};
+  epilogue<float, R>(acc, out, row, col, mask);
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    float* y = static_cast<float*>(out.y) + (row + r) * out.ldy + col;
+    store_f(y, acc[r][0], mask[0]);
+    store_f(y + 16, acc[r][1], mask[1]);
+  }
 }
 
 template <typename T, typename W>
