@@ -13,6 +13,7 @@
 #include "vidfuse/core/cpu_peak.h"
 #include "vidfuse/core/device.h"
 #include "vidfuse/core/gemm_ceiling.h"
+#include "vidfuse/core/linear.h"
 #include "vidfuse/core/runtime.h"
 #include "vidfuse/models/attention.h"
 #include "vidfuse/models/cpu_kernels.h"
@@ -55,6 +56,63 @@ std::vector<std::pair<double, double>> time_alternately(size_t variants, int64_t
     std::sort(t.begin(), t.end());
     out.emplace_back(t.front(), t[t.size() / 2]);
   }
+  return out;
+}
+
+// The model's linear layers alone, at its shapes (rows = batch x tokens) and with its epilogues,
+// on the GEMM kernel of its kernel set, each timed for at least 0.3 s after a warm-up: how close
+// the GEMMs themselves come to the CPU's peak, beside the whole model's share. Empty for the torch
+// set.
+nlohmann::json measure_layer_rates(const models::DinoV3ViT& model, int64_t rows,
+                                   torch::ScalarType dtype) {
+  const models::DinoV3Kernels set = model->kernels();
+  if (set == models::DinoV3Kernels::Torch) return nlohmann::json::object();
+  const GemmKernel kernel =
+      set == models::DinoV3Kernels::Vidfuse ? GemmKernel::Vidfuse : GemmKernel::Onednn;
+  const models::DinoV3Config& c = model->config();
+  const int64_t d = c.hidden_size, m = c.intermediate_size;
+  using onednn::Act;
+  using onednn::Epilogue;
+  struct Layer {
+    const char* name;
+    int64_t n, k;
+    Act act;
+    Epilogue epilogue;
+  };
+  // The plain MLP's layers (a gated MLP's gate projection is the up projection's shape).
+  const Layer layers[] = {{"qkv", 3 * d, d, Act::None, Epilogue::Store},
+                          {"o", d, d, Act::None, Epilogue::Accumulate},
+                          {"up", m, d, Act::GeluErf, Epilogue::Store},
+                          {"down", d, m, Act::None, Epilogue::Accumulate}};
+  nlohmann::json out = nlohmann::json::object();
+  double flop_total = 0, seconds_total = 0;
+  for (const Layer& l : layers) {
+    const auto options = torch::TensorOptions().dtype(dtype);
+    const FusedLinear lin(torch::randn({l.n, l.k}, options) / std::sqrt(double(l.k)),
+                          torch::randn({l.n}, options), l.act, l.epilogue, kernel);
+    const torch::Tensor x = torch::randn({rows, l.k}, options);
+    torch::Tensor y = torch::randn({rows, l.n}, options);
+    auto run = [&] {
+      if (l.epilogue == Epilogue::Accumulate)
+        lin.accumulate(x, y);
+      else
+        y = lin(x);
+    };
+    run();
+    double best = 1e30, spent = 0;
+    while (spent < 0.3) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run();
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      best = std::min(best, t);
+      spent += t;
+    }
+    const double flop = 2.0 * rows * l.n * l.k;
+    out[l.name] = flop / best / 1e9;
+    flop_total += flop;
+    seconds_total += best;
+  }
+  out["all"] = flop_total / seconds_total / 1e9;  // the four in the model's proportions
   return out;
 }
 
@@ -317,42 +375,51 @@ int run_dinov3_bench(Dinov3BenchArgs a) {
     // the machine the GEMMs and the model reach, not only how they compare with each other.
     const CpuPeak peak =
         device.is_cpu() ? measure_cpu_peak(name, torch::get_num_threads()) : CpuPeak{};
+    const int64_t tokens =
+        1 + model->config().num_register_tokens +
+        (a.size / model->config().patch_size) * (a.size / model->config().patch_size);
+    nlohmann::json layers = device.is_cpu() ? measure_layer_rates(model, a.batch * tokens, dtype)
+                                            : nlohmann::json::object();
     auto of_peak = [&](double gflops) -> nlohmann::json {
       if (peak.gflops <= 0) return nullptr;
       return gflops / peak.gflops;
     };
-    nlohmann::json r = {{"bench", "dinov3"},
-                        {"variant", a.weights.empty() ? a.variant : a.weights},
-                        {"device", a.device},
-                        {"dtype", name},
-                        {"kernels", models::dinov3_kernels_name(model->kernels())},
-                        {"onednn", onednn::version()},
-                        {"batch", a.batch},
-                        {"size", a.size},
-                        {"threads", torch::get_num_threads()},
-                        {"parallel_for_threads", parallel_for_threads()},
-                        {"images_per_s", images_per_s},
-                        {"seconds_per_batch", best},
-                        {"seconds_per_batch_median", median},
-                        {"images_per_s_median", a.batch / median},
-                        {"gflop_per_image", gflop},
-                        {"model_gflops", model_gflops},
-                        {"gemm_gflops", gemm},
-                        {"ratio_to_gemm", model_gflops / gemm},
-                        {"linear_gflops", linear},
-                        {"ratio_to_linear", model_gflops / linear},
-                        {"cpu_peak",
-                         {{"instruction", peak.instruction},
-                          {"clock_ghz", peak.clock_ghz},
-                          {"gflops", peak.gflops},
-                          {"flop_per_cycle_per_core", peak.flop_per_cycle}}},
-                        {"model_of_peak", of_peak(model_gflops)},
-                        {"gemm_of_peak", of_peak(gemm)},
-                        {"linear_of_peak", of_peak(linear)},
-                        {"peak_rss_gb", peak_rss_gb()},
-                        {"blas", loaded_blas_library()},
-                        {"cpu_isa", cpu_isa()},
-                        {"libtorch", TORCH_VERSION}};
+    nlohmann::json r = {
+        {"bench", "dinov3"},
+        {"variant", a.weights.empty() ? a.variant : a.weights},
+        {"device", a.device},
+        {"dtype", name},
+        {"kernels", models::dinov3_kernels_name(model->kernels())},
+        {"onednn", onednn::version()},
+        {"batch", a.batch},
+        {"size", a.size},
+        {"threads", torch::get_num_threads()},
+        {"parallel_for_threads", parallel_for_threads()},
+        {"images_per_s", images_per_s},
+        {"seconds_per_batch", best},
+        {"seconds_per_batch_median", median},
+        {"images_per_s_median", a.batch / median},
+        {"gflop_per_image", gflop},
+        {"model_gflops", model_gflops},
+        {"gemm_gflops", gemm},
+        {"ratio_to_gemm", model_gflops / gemm},
+        {"linear_gflops", linear},
+        {"ratio_to_linear", model_gflops / linear},
+        {"cpu_peak",
+         {{"instruction", peak.instruction},
+          {"clock_ghz", peak.clock_ghz},
+          {"gflops", peak.gflops},
+          {"flop_per_cycle_per_core", peak.flop_per_cycle}}},
+        {"model_of_peak", of_peak(model_gflops)},
+        {"gemm_of_peak", of_peak(gemm)},
+        {"linear_of_peak", of_peak(linear)},
+        {"layer_gflops", layers},
+        {"layers_of_peak",
+         layers.contains("all") ? of_peak(layers["all"].get<double>()) : nlohmann::json(nullptr)},
+        {"peak_rss_gb", peak_rss_gb()},
+        {"blas", loaded_blas_library()},
+        {"cpu_isa", cpu_isa()},
+        {"libtorch", TORCH_VERSION}};
     if (a.json) {
       std::cout << r.dump() << std::endl;
     } else {
@@ -371,6 +438,15 @@ int run_dinov3_bench(Dinov3BenchArgs a) {
             peak.gflops, peak.instruction.c_str(), peak.flop_per_cycle, peak.clock_ghz,
             peak.threads, 100 * model_gflops / peak.gflops, 100 * gemm / peak.gflops,
             100 * linear / peak.gflops);
+      if (peak.gflops > 0 && layers.contains("all"))
+        std::printf(
+            "  the model's linear layers alone (%s GEMM, %ld rows): qkv %.1f, o %.1f, up+GELU "
+            "%.1f, "
+            "down %.1f GFLOP/s; all four %.1f = %.0f %% of peak\n",
+            models::dinov3_kernels_name(model->kernels()), (long)(a.batch * tokens),
+            layers["qkv"].get<double>(), layers["o"].get<double>(), layers["up"].get<double>(),
+            layers["down"].get<double>(), layers["all"].get<double>(),
+            100 * layers["all"].get<double>() / peak.gflops);
     }
   }
   return 0;

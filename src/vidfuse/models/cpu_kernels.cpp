@@ -270,12 +270,34 @@ VF_F32 float softmax_row(float* s, int64_t n, float scale) {
   return 1.0f / hsum(sum);
 }
 
-// A row of e^(s − max) to bf16 probabilities (· inv), the odd key count padded with a zero.
-VF_F32 void probs_row(const float* s, int64_t n, float inv, c10::BFloat16* p) {
-  const __m512 norm = _mm512_set1_ps(inv);
+// bf16: a row of scores to normalised bf16 probabilities p = e^(s·scale − max) / Σ, the odd key
+// count padded with a zero; the row's e^x are left in s. Three passes where softmax_row and a
+// conversion took four: the scale goes into the exponent's fused multiply-add, and vcvtneps2bf16
+// rounds to nearest even in one instruction (the softmax is a third of the kernel's time at 201
+// keys, head width 64).
+VF_BF16 void softmax_probs_row(float* s, int64_t n, float scale, c10::BFloat16* p) {
+  // The maximum of s·scale: scale times the largest s, or the smallest for a negative scale.
+  const float sign = scale < 0 ? -1.0f : 1.0f;
+  const __m512 sv = _mm512_set1_ps(sign);
+  __m512 mx = _mm512_set1_ps(-INFINITY);
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
-    store_f(p + j, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), norm), m);
+    mx = _mm512_mask_max_ps(mx, m, mx, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sv));
+  }
+  const __m512 sc = _mm512_set1_ps(scale);
+  const __m512 shift = _mm512_set1_ps(hmax(mx) * sign * scale);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    const __m512 e = exp_nonpositive(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, shift));
+    _mm512_mask_storeu_ps(s + j, m, e);
+    sum = _mm512_mask_add_ps(sum, m, sum, e);
+  }
+  const __m512 norm = _mm512_set1_ps(1.0f / hsum(sum));
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    const __m256bh h = _mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), norm));
+    _mm256_mask_storeu_epi16(p + j, m, (__m256i)h);
   }
   if (n % 2) p[n] = c10::BFloat16(0.0f);
 }
@@ -390,8 +412,10 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
       }
       for (int64_t i = 0; i < rows; ++i) {
         float* s = scores.data() + i * np;
-        inv[i] = softmax_row(s, nk, scale);
-        if constexpr (bf16) probs_row(s, nk, inv[i], probs.data() + i * np2);
+        if constexpr (bf16)
+          softmax_probs_row(s, nk, scale, probs.data() + i * np2);
+        else
+          inv[i] = softmax_row(s, nk, scale);
       }
       T* ob = op + (b * nq + i0) * os + h * D;
       for (int64_t r0 = 0; r0 < rows; r0 += 4) {
