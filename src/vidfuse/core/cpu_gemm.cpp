@@ -17,7 +17,8 @@ namespace detail {
 
 constexpr int kCols = 32;  // output columns per weight block: two 16-lane vectors
 constexpr int kRows = 12;  // output rows per micro-tile: 12 x 2 accumulators, 24 of 32 registers
-// The rows of x one task keeps in L2 beside a block of weights (Zen 4 has 1 MB of L2 per core).
+// The rows of x a thread works through as one group, kept in L2 beside the weight block they are
+// multiplied with (Zen 4 has 1 MB of L2 per core).
 constexpr int64_t kRowBytesInL2 = 384 << 10;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
