@@ -1,5 +1,11 @@
 // The AVX-512 inference kernels (models/cpu_kernels.h) against ATen's arithmetic in float64.
 
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <random>
+
 #include "test_util.h"
 #include "vidfuse/models/attention.h"
 #include "vidfuse/models/cpu_kernels.h"
@@ -167,4 +173,103 @@ TEST(CpuKernels, RowsLayerNormMatchesTorch) {
   EXPECT_FALSE(models::rows_layer_norm_supports(x, torch::ones({4}), torch::zeros({4})));
   EXPECT_FALSE(
       models::rows_layer_norm_supports(torch::randn({4, 32}), torch::Tensor(), torch::Tensor()));
+}
+
+namespace {
+
+// Values to rotate: random bit patterns (every class: NaNs, infinities, subnormals, zeros) or
+// random normals (where bf16's products are exact in float and the sums' rounding ties are
+// common).
+template <typename T>
+std::vector<T> rope_values(size_t count, bool bit_patterns, std::mt19937& rng) {
+  std::vector<T> v(count);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (auto& x : v) {
+    if (bit_patterns) {
+      const uint32_t bits = rng();
+      if constexpr (sizeof(T) == 2) {
+        const uint16_t half_bits = static_cast<uint16_t>(bits);
+        std::memcpy(&x, &half_bits, 2);
+      } else {
+        std::memcpy(&x, &bits, 4);
+      }
+    } else {
+      x = static_cast<T>(normal(rng));
+    }
+  }
+  return v;
+}
+
+template <typename T>
+bool same_bits(T a, T b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+// rope_rotate_rows (AVX-512 where the CPU has it) against rope_rotate_row, the scalar reference,
+// bit for bit: every half width from 1 to 70 (tails of every length, one to five vectors), 1 to
+// 12 rows at strides with gaps that must stay untouched. fp32 NaNs need only be NaN on both
+// sides: IEEE leaves the payload of a sum of two NaNs to the implementation, and the compiler may
+// order the scalar code's commutative operands either way. bf16 NaNs are all 0x7FC0, so they are
+// compared bit for bit too.
+template <typename T>
+void check_rope_rotate_bitwise() {
+  std::mt19937 rng(12345);
+  const T sentinel = static_cast<T>(-777.0f);
+  for (int64_t half = 1; half <= 70; ++half) {
+    const int64_t dim = 2 * half;
+    for (const int64_t rows : {int64_t{1}, int64_t{3}, int64_t{12}}) {
+      for (const bool bit_patterns : {false, true}) {
+        const int64_t xs = dim + 3, os = dim + 5;
+        auto x = rope_values<T>(rows * xs, bit_patterns, rng);
+        auto c = rope_values<T>(dim, bit_patterns, rng), s = rope_values<T>(dim, bit_patterns, rng);
+        std::vector<T> ref(rows * os, sentinel), out(rows * os, sentinel);
+        for (int64_t r = 0; r < rows; ++r)
+          models::rope_rotate_row(x.data() + r * xs, c.data(), s.data(), half, ref.data() + r * os);
+        models::rope_rotate_rows(x.data(), xs, c.data(), s.data(), half, out.data(), os, rows);
+        int64_t mismatches = 0;
+        for (size_t i = 0; i < out.size(); ++i) {
+          const bool both_nan = std::is_same_v<T, float> &&
+                                std::isnan(static_cast<float>(out[i])) &&
+                                std::isnan(static_cast<float>(ref[i]));
+          if (!same_bits(out[i], ref[i]) && !both_nan) ++mismatches;
+        }
+        EXPECT_EQ(mismatches, 0) << "half " << half << ", rows " << rows
+                                 << (bit_patterns ? ", random bit patterns" : ", normals");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST(CpuKernels, RopeRotateRowsMatchesScalarBitForBitFp32) {
+  if (!models::rope_rotate_vectorised())
+    std::cout << "no AVX-512: rope_rotate_rows runs the scalar loop itself\n";
+  check_rope_rotate_bitwise<float>();
+}
+
+TEST(CpuKernels, RopeRotateRowsMatchesScalarBitForBitBf16) {
+  check_rope_rotate_bitwise<c10::BFloat16>();
+  // One pair (half = 1) per case, o = (x1 c1 − x2 s1, x2 c2 + x1 s2), against c10::BFloat16's
+  // rounding: ties to even (1 + 2^-8 lies halfway between 1 and 1 + 2^-7 and goes down to 1;
+  // 1 + 3·2^-8 halfway between 1 + 2^-7 and 1 + 2^-6, up to the even 1 + 2^-6), and inf · 0 as
+  // 0x7FC0 (x86's default NaN is negative, 0xFFC00000: its upper half would be 0xFFC0).
+  struct Case {
+    float x1, x2, c1, c2, s1, s2;
+    uint16_t o1, o2;
+  };
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const Case& k : {Case{1, 1, 1, 1, -0.00390625f, 0.00390625f, 0x3F80, 0x3F80},
+                        Case{1, 1, 1, 1, -0.01171875f, 0.01171875f, 0x3F82, 0x3F82},
+                        Case{0, inf, 1, 0, 1, 1, 0xFF80, 0x7FC0}}) {
+    using BF = c10::BFloat16;
+    const BF x[2] = {BF(k.x1), BF(k.x2)}, c[2] = {BF(k.c1), BF(k.c2)}, s[2] = {BF(k.s1), BF(k.s2)};
+    BF o[2], ref[2];
+    models::rope_rotate_rows(x, 2, c, s, 1, o, 2, 1);
+    models::rope_rotate_row(x, c, s, 1, ref);
+    EXPECT_EQ(o[0].x, k.o1) << k.x1 << " " << k.s1;
+    EXPECT_EQ(o[1].x, k.o2) << k.x2 << " " << k.s2;
+    EXPECT_EQ(ref[0].x, k.o1);
+    EXPECT_EQ(ref[1].x, k.o2);
+  }
 }

@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
+#include "vidfuse/models/cpu_kernels.h"
 #include "vidfuse/models/dinov3.h"
 #include "vidfuse/weights/safetensors.h"
 #include "vidfuse/weights/state_dict.h"
@@ -164,6 +165,35 @@ TEST(DinoV3Kernels, FusedSetsBatchedAndSingleAgree) {
     const torch::Tensor batched = expect_row_as_if_alone(model, x, 2);
     model->unfuse();
     EXPECT_LE(rel_error(model->forward(x).last_hidden_state, batched), 1e-4);
+  }
+}
+
+// RoPE in its own pass (rope_qkv) and inside the fused attention kernel (fused_rope_attention)
+// run the same rotation (rope_rotate_rows) and the same attention arithmetic: the whole forward
+// must agree bit for bit, in both dtypes, the prefix tokens (CLS + registers) included.
+TEST(DinoV3Kernels, RopePassAndRopeInAttentionAgreeBitForBit) {
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    if (!onednn_matmul_available(dtype, torch::kCPU)) GTEST_SKIP() << "no oneDNN";
+    vidfuse::test::EnvScope env("VIDFUSE_DINOV3_KERNELS", "onednn");
+    vidfuse::test::AttentionKernelScope use(models::AttentionKernel::Fused);
+    auto model = models::load_dinov3(fixture("dinov3/tiny-gated-bf16"), dtype);
+    model->fuse_for_inference();
+    torch::manual_seed(0);
+    auto x = torch::randn({2, 3, 48, 64}).to(dtype);
+    auto probe = torch::zeros({1, 1, 4, 64}, x.options());
+    if (!models::fused_attention_supports(probe, probe, probe)) GTEST_SKIP() << "no AVX-512";
+    torch::InferenceMode guard;
+    torch::Tensor pass, in_attention;
+    {
+      vidfuse::test::EnvScope rope("VIDFUSE_ROPE", "pass");
+      pass = model->forward(x).last_hidden_state;
+    }
+    {
+      vidfuse::test::EnvScope rope("VIDFUSE_ROPE", "attention");
+      in_attention = model->forward(x).last_hidden_state;
+    }
+    EXPECT_TRUE(torch::equal(pass, in_attention))
+        << c10::toString(dtype) << ": differ by " << rel_error(in_attention, pass);
   }
 }
 

@@ -66,6 +66,35 @@ VF_F32 inline void store_f(c10::BFloat16* p, __m512 x, __mmask16 m) {
   _mm256_mask_storeu_epi16(p, m, _mm512_maskz_cvtepi32_epi16(kAll, r));
 }
 
+// ---------------------------------------------------------------- RoPE
+
+// a · b rounded to float and kept so: GCC implements _mm512_mul_ps as a plain vector product, which
+// -ffp-contract=fast (its default) may fuse with the following add into an FMA, and rope_rotate_row
+// (baseline x86-64, no FMA) rounds the product first. The empty asm hides the value from that.
+VF_F32 inline __m512 rounded_product(__m512 a, __m512 b) {
+  __m512 p = _mm512_mul_ps(a, b);
+  __asm__("" : "+v"(p));
+  return p;
+}
+
+// rope_rotate_row's arithmetic, 16 lanes at a time: the tables' chunk loaded once for all rows.
+template <typename T>
+VF_F32 void rope_rows_avx512(const T* x, int64_t xs, const T* c, const T* s, int64_t half, T* o,
+                             int64_t os, int64_t rows) {
+  for (int64_t d = 0; d < half; d += 16) {
+    const __mmask16 m = tail_mask(half - d);
+    const __m512 c1 = load_f(c + d, m), s1 = load_f(s + d, m);
+    const __m512 c2 = load_f(c + half + d, m), s2 = load_f(s + half + d, m);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* xr = x + r * xs;
+      T* orow = o + r * os;
+      const __m512 x1 = load_f(xr + d, m), x2 = load_f(xr + half + d, m);
+      store_f(orow + d, _mm512_sub_ps(rounded_product(x1, c1), rounded_product(x2, s1)), m);
+      store_f(orow + half + d, _mm512_add_ps(rounded_product(x2, c2), rounded_product(x1, s2)), m);
+    }
+  }
+}
+
 // Horizontal sum and maximum through memory (GCC's _mm512_reduce_* warn as above); once per row.
 VF_F32 inline float hsum(__m512 x) {
   alignas(64) float t[16];
@@ -320,8 +349,8 @@ struct RopeIn {
   // Row `t` of x (D values) rotated into o, or x itself before the prefix / without tables.
   const T* row(const T* x, int64_t t, int64_t dim, T* o) const {
     if (!cos || t < prefix) return x;
-    const int64_t half = dim / 2;
-    rope_rotate_row(x, cos + (t - prefix) * dim, sin + (t - prefix) * dim, half, o);
+    rope_rotate_rows(x, dim, cos + (t - prefix) * dim, sin + (t - prefix) * dim, dim / 2, o, dim,
+                     1);
     return o;
   }
 };
@@ -477,6 +506,15 @@ bool cpu_dtype_ok(torch::ScalarType t) {
   return false;
 }
 
+template <typename T>
+void rope_rotate_rows_impl(const T* x, int64_t xs, const T* c, const T* s, int64_t half, T* o,
+                           int64_t os, int64_t rows) {
+#if VIDFUSE_X86_KERNELS
+  if (cpu_avx512()) return rope_rows_avx512(x, xs, c, s, half, o, os, rows);
+#endif
+  for (int64_t r = 0; r < rows; ++r) rope_rotate_row(x + r * xs, c, s, half, o + r * os);
+}
+
 }  // namespace cpu_kernels_detail
 
 namespace ck = cpu_kernels_detail;
@@ -542,6 +580,24 @@ torch::Tensor fused_rope_attention(const torch::Tensor& qkv, int64_t batch, int6
   }
 #endif
   return out;
+}
+
+void rope_rotate_rows(const float* x, int64_t x_stride, const float* c, const float* s,
+                      int64_t half, float* o, int64_t o_stride, int64_t rows) {
+  ck::rope_rotate_rows_impl(x, x_stride, c, s, half, o, o_stride, rows);
+}
+void rope_rotate_rows(const c10::BFloat16* x, int64_t x_stride, const c10::BFloat16* c,
+                      const c10::BFloat16* s, int64_t half, c10::BFloat16* o, int64_t o_stride,
+                      int64_t rows) {
+  ck::rope_rotate_rows_impl(x, x_stride, c, s, half, o, o_stride, rows);
+}
+
+bool rope_rotate_vectorised() {
+#if VIDFUSE_X86_KERNELS
+  return ck::cpu_avx512();
+#else
+  return false;
+#endif
 }
 
 bool rows_layer_norm_supports(const torch::Tensor& x, const torch::Tensor& weight,

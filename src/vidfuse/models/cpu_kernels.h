@@ -30,9 +30,9 @@ torch::Tensor fused_rope_attention(const torch::Tensor& qkv, int64_t batch, int6
                                    double scale);
 
 // RoPE on one row of 2 * half values, x -> o, in float: (x1 cos - x2 sin, x2 cos + x1 sin) with
-// x1, x2 the row's halves and c, s its rows of the tables. The one definition of the arithmetic,
-// shared by rope_qkv's pass (models/dinov3.cpp) and fused_rope_attention, whose results must agree
-// bit for bit.
+// x1, x2 the row's halves and c, s its rows of the tables, each product rounded to float before
+// the sum (a baseline x86-64 build has no FMA to contract them into). The reference arithmetic:
+// rope_rotate_rows below runs it, vectorised where it can, with the same results bit for bit.
 template <class T>
 inline void rope_rotate_row(const T* x, const T* c, const T* s, int64_t half, T* o) {
   for (int64_t d = 0; d < half; ++d) {
@@ -42,6 +42,20 @@ inline void rope_rotate_row(const T* x, const T* c, const T* s, int64_t half, T*
         static_cast<T>(x2 * static_cast<float>(c[d + half]) + x1 * static_cast<float>(s[d + half]));
   }
 }
+
+// rope_rotate_row on `rows` rows that share one row of the tables (one token's heads): row r is
+// x + r * x_stride -> o + r * o_stride. The one RoPE rotation of rope_qkv's pass
+// (models/dinov3.cpp) and fused_rope_attention, whose results must agree bit for bit. AVX-512
+// where the CPU has it (separate products and sums, no FMA; bf16 rounded to nearest even, NaN to
+// 0x7FC0, as c10::BFloat16), bit for bit rope_rotate_row's results (CpuKernels.RopeRotate*); the
+// scalar loop elsewhere.
+void rope_rotate_rows(const float* x, int64_t x_stride, const float* c, const float* s,
+                      int64_t half, float* o, int64_t o_stride, int64_t rows);
+void rope_rotate_rows(const c10::BFloat16* x, int64_t x_stride, const c10::BFloat16* c,
+                      const c10::BFloat16* s, int64_t half, c10::BFloat16* o, int64_t o_stride,
+                      int64_t rows);
+// Whether rope_rotate_rows runs its AVX-512 code on this CPU.
+bool rope_rotate_vectorised();
 
 // LayerNorm over the last dimension of a contiguous x (fp32 or bf16), float32 statistics, the
 // result in x's dtype: torch::layer_norm's arithmetic in one pass over each row.

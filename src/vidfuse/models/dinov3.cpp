@@ -1,10 +1,11 @@
 #include "vidfuse/models/dinov3.h"
 
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 
@@ -75,46 +76,57 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
 // strided formula of apply_rope (two products and two fused multiply-adds over [B, H, P, D/2]
 // views) took 10-19 % of a forward once the linear layers ran on oneDNN's kernels; here each
 // output row is written once, in float, and each head's rows land contiguous for the attention
-// products.
+// products. Per token, the H heads of q (then of k) are one rope_rotate_rows call: they share the
+// token's row of the tables, which the AVX-512 code loads once for all of them.
 template <typename T>
 void rope_rows(const T* qkv, const T* cos, const T* sin, T* q, T* k, int64_t batch, int64_t n,
                int64_t heads, int64_t dim, int64_t prefix, int64_t begin, int64_t end) {
-  const int64_t half = dim / 2;
+  const int64_t head_stride = n * dim;  // from one head's row to the next in [B, H, N, D]
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / n, t = row % n;
-    const T* in = qkv + row * 3 * heads * dim;
     for (int64_t which = 0; which < 2; ++which) {
-      T* out_base = which == 0 ? q : k;
-      for (int64_t h = 0; h < heads; ++h) {
-        const T* x = in + (which * heads + h) * dim;
-        T* o = out_base + ((b * heads + h) * n + t) * dim;
-        if (t < prefix) {
-          for (int64_t d = 0; d < dim; ++d) o[d] = x[d];
-          continue;
-        }
-        rope_rotate_row(x, cos + (t - prefix) * dim, sin + (t - prefix) * dim, half, o);
+      const T* x = qkv + (row * 3 + which) * heads * dim;
+      T* o = (which == 0 ? q : k) + (b * heads * n + t) * dim;
+      if (t < prefix) {
+        for (int64_t h = 0; h < heads; ++h)
+          std::memcpy(o + h * head_stride, x + h * dim, dim * sizeof(T));
+      } else {
+        rope_rotate_rows(x, dim, cos + (t - prefix) * dim, sin + (t - prefix) * dim, dim / 2, o,
+                         head_stride, heads);
       }
     }
   }
+}
+
+template <typename T>
+void rope_qkv_typed(const torch::Tensor& qkv, const torch::Tensor& cos, const torch::Tensor& sin,
+                    torch::Tensor& q, torch::Tensor& k, int64_t batch, int64_t n, int64_t heads,
+                    int64_t dim, int64_t prefix) {
+  const T *in = qkv.data_ptr<T>(), *c = cos.data_ptr<T>(), *s = sin.data_ptr<T>();
+  T *qp = q.data_ptr<T>(), *kp = k.data_ptr<T>();
+  at::parallel_for(0, batch * n, 16, [&](int64_t begin, int64_t end) {
+    rope_rows(in, c, s, qp, kp, batch, n, heads, dim, prefix, begin, end);
+  });
 }
 
 std::pair<torch::Tensor, torch::Tensor> rope_qkv(const torch::Tensor& qkv, int64_t batch, int64_t n,
                                                  int64_t heads, int64_t dim,
                                                  const torch::Tensor& cos_in,
                                                  const torch::Tensor& sin_in) {
+  RECORD_FUNCTION("vidfuse::rope_qkv", std::vector<c10::IValue>());  // named in profiles
   const torch::Tensor cos = cos_in.to(qkv.scalar_type()).contiguous();
   const torch::Tensor sin = sin_in.to(qkv.scalar_type()).contiguous();
   const int64_t prefix = n - cos.size(0);
   torch::Tensor q = torch::empty({batch, heads, n, dim}, qkv.options());
   torch::Tensor k = torch::empty({batch, heads, n, dim}, qkv.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, qkv.scalar_type(), "rope_qkv", [&] {
-    const scalar_t *in = qkv.data_ptr<scalar_t>(), *c = cos.data_ptr<scalar_t>(),
-                   *s = sin.data_ptr<scalar_t>();
-    scalar_t *qp = q.data_ptr<scalar_t>(), *kp = k.data_ptr<scalar_t>();
-    at::parallel_for(0, batch * n, 16, [&](int64_t begin, int64_t end) {
-      rope_rows(in, c, s, qp, kp, batch, n, heads, dim, prefix, begin, end);
-    });
-  });
+  // The oneDNN kernel set, the only caller, runs fp32 and bf16 only.
+  if (qkv.scalar_type() == torch::kFloat32)
+    rope_qkv_typed<float>(qkv, cos, sin, q, k, batch, n, heads, dim, prefix);
+  else if (qkv.scalar_type() == torch::kBFloat16)
+    rope_qkv_typed<c10::BFloat16>(qkv, cos, sin, q, k, batch, n, heads, dim, prefix);
+  else
+    throw Error(std::string("DINOv3 RoPE pass: dtype ") + c10::toString(qkv.scalar_type()) +
+                " is not fp32 or bf16");
   return {q, k};
 }
 
