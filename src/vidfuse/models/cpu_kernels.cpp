@@ -9,12 +9,9 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define VIDFUSE_X86_KERNELS 1
-#else
-#define VIDFUSE_X86_KERNELS 0
-#endif
+#include "vidfuse/core/avx512_vec.h"
+
+#define VIDFUSE_X86_KERNELS VIDFUSE_AVX512
 
 namespace vidfuse::models {
 
@@ -24,47 +21,16 @@ namespace cpu_kernels_detail {
 #if VIDFUSE_X86_KERNELS
 
 // The build targets the x86-64 baseline; these functions are compiled for AVX-512 (and
-// AVX512-BF16) on their own and called only where the CPU has it.
-#define VF_F32 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
-#define VF_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512bf16")))
+// AVX512-BF16) on their own and called only where the CPU has it (core/avx512_vec.h).
+#define VF_F32 VIDFUSE_TARGET_AVX512
+#define VF_BF16 VIDFUSE_TARGET_AVX512_BF16
 
-bool cpu_avx512() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  return ok;
-}
-bool cpu_avx512_bf16() {
-  static const bool ok = cpu_avx512() && __builtin_cpu_supports("avx512bf16");
-  return ok;
-}
-
-// All lanes. The masked forms of the intrinsics are used where the plain ones start from
-// _mm512_undefined_*(), which GCC 12 reports as an uninitialised read (a false positive).
-constexpr __mmask16 kAll = 0xFFFF;
-
-inline __attribute__((always_inline)) __mmask16 tail_mask(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
-}
-
-// ---------------------------------------------------------------- loads and stores
-
-VF_F32 inline __m512 load_f(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-VF_F32 inline __m512 load_f(const c10::BFloat16* p, __mmask16 m) {
-  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(
-      _mm512_maskz_slli_epi32(kAll, _mm512_maskz_cvtepu16_epi32(kAll, h), 16));
-}
-VF_F32 inline void store_f(float* p, __m512 x, __mmask16 m) { _mm512_mask_storeu_ps(p, m, x); }
-// To bf16 rounding to nearest even (as c10::BFloat16), NaN kept NaN; AVX-512F/BW only, so the
-// fp32 kernels' LayerNorm needs no AVX512-BF16.
-VF_F32 inline void store_f(c10::BFloat16* p, __m512 x, __mmask16 m) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(kAll, u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_maskz_srli_epi32(
-      kAll, _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
-  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
-  _mm256_mask_storeu_epi16(p, m, _mm512_maskz_cvtepi32_epi16(kAll, r));
-}
+using avx512::kAll;
+using avx512::load_f;
+using avx512::store_f;
+using avx512::tail_mask;
+inline bool cpu_avx512() { return avx512::cpu_has_avx512(); }
+inline bool cpu_avx512_bf16() { return avx512::cpu_has_avx512_bf16(); }
 
 // ---------------------------------------------------------------- RoPE
 
@@ -95,7 +61,8 @@ VF_F32 void rope_rows_avx512(const T* x, int64_t xs, const T* c, const T* s, int
   }
 }
 
-// Horizontal sum and maximum through memory (GCC's _mm512_reduce_* warn as above); once per row.
+// Horizontal sum and maximum through memory (GCC 12's _mm512_reduce_* warn, as kAll in
+// core/avx512_vec.h says); once per row.
 VF_F32 inline float hsum(__m512 x) {
   alignas(64) float t[16];
   _mm512_store_ps(t, x);
@@ -109,26 +76,6 @@ VF_F32 inline float hmax(__m512 x) {
   float m = t[0];
   for (float v : t) m = std::max(m, v);
   return m;
-}
-
-// e^x for x <= 0 (scores less their row's maximum): x = n ln2 + r, |r| <= ln2 / 2, e^r by its
-// Taylor polynomial to degree 7 (error < 1e-8 relative), scaled by 2^n.
-VF_F32 inline __m512 exp_nonpositive(__m512 x) {
-  x = _mm512_maskz_max_ps(kAll, x, _mm512_set1_ps(-87.0f));  // below, e^x is 0 in float32 anyway
-  const __m512 n =
-      _mm512_maskz_roundscale_ps(kAll, _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_maskz_scalef_ps(kAll, p, n);
 }
 
 // ---------------------------------------------------------------- attention
@@ -292,7 +239,7 @@ VF_F32 float softmax_row(float* s, int64_t n, float scale) {
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
-    const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), row_max));
+    const __m512 e = avx512::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), row_max));
     _mm512_mask_storeu_ps(s + j, m, e);
     sum = _mm512_mask_add_ps(sum, m, sum, e);
   }
@@ -318,7 +265,7 @@ VF_BF16 void softmax_probs_row(float* s, int64_t n, float scale, c10::BFloat16* 
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
-    const __m512 e = exp_nonpositive(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, shift));
+    const __m512 e = avx512::exp(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, shift));
     _mm512_mask_storeu_ps(s + j, m, e);
     sum = _mm512_mask_add_ps(sum, m, sum, e);
   }
