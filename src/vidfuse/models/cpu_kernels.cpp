@@ -318,6 +318,72 @@ struct Operand {
 
 constexpr int64_t kQueryBlock = 64;
 
+// ---------------------------------------------------------------- packing
+
+// The 16 x 16 32-bit matrix in r transposed in registers: r[i] lane c -> r[c] lane i. Pairs of
+// rows interleaved 32 and 64 bits at a time, then the 128-bit quarters moved across rows.
+VF_F32 inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_maskz_unpacklo_epi32(kAll, r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(kAll, r[2 * i], r[2 * i + 1]);
+  }
+  // r[4g + k], quarter l: rows 4g .. 4g + 3 at column 4l + k.
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    r[4 * g] = _mm512_maskz_unpacklo_epi64(0xFF, t[4 * g], t[4 * g + 2]);
+    r[4 * g + 1] = _mm512_maskz_unpackhi_epi64(0xFF, t[4 * g], t[4 * g + 2]);
+    r[4 * g + 2] = _mm512_maskz_unpacklo_epi64(0xFF, t[4 * g + 1], t[4 * g + 3]);
+    r[4 * g + 3] = _mm512_maskz_unpackhi_epi64(0xFF, t[4 * g + 1], t[4 * g + 3]);
+  }
+  // Column 4l + k gathers quarter l of r[k], r[4 + k], r[8 + k], r[12 + k].
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) {
+    const __m512i x0 = _mm512_maskz_shuffle_i32x4(kAll, r[k], r[4 + k], 0x44);
+    const __m512i x1 = _mm512_maskz_shuffle_i32x4(kAll, r[k], r[4 + k], 0xEE);
+    const __m512i y0 = _mm512_maskz_shuffle_i32x4(kAll, r[8 + k], r[12 + k], 0x44);
+    const __m512i y1 = _mm512_maskz_shuffle_i32x4(kAll, r[8 + k], r[12 + k], 0xEE);
+    t[k] = _mm512_maskz_shuffle_i32x4(kAll, x0, y0, 0x88);
+    t[4 + k] = _mm512_maskz_shuffle_i32x4(kAll, x0, y0, 0xDD);
+    t[8 + k] = _mm512_maskz_shuffle_i32x4(kAll, x1, y1, 0x88);
+    t[12 + k] = _mm512_maskz_shuffle_i32x4(kAll, x1, y1, 0xDD);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// 16 rows of `width` 32-bit units (a key's D floats, or its D / 2 bf16 pairs) -> columns:
+// out[c * np + i] = rows[i][c], 16 keys per column.
+VF_F32 void transpose_rows(const uint32_t* const rows[16], int64_t width, uint32_t* out,
+                           int64_t np) {
+  for (int64_t c0 = 0; c0 < width; c0 += 16) {
+    const __mmask16 m = tail_mask(width - c0);
+    __m512i r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_maskz_loadu_epi32(m, rows[i] + c0);
+    transpose16(r);
+    const int64_t cols = std::min<int64_t>(16, width - c0);
+    for (int64_t c = 0; c < cols; ++c) _mm512_storeu_si512(out + (c0 + c) * np, r[c]);
+  }
+}
+
+// Two rows of D bf16 values (keys j, j + 1; r1 null past the last key) interleaved into pairs:
+// out[d] = r0[d] | r1[d] << 16, the layout vdpbf16ps takes for the product with v.
+VF_F32 void interleave_pairs(const c10::BFloat16* r0, const c10::BFloat16* r1, int64_t dim,
+                             uint32_t* out) {
+  for (int64_t d = 0; d < dim; d += 16) {
+    const __m512i a =
+        _mm512_maskz_cvtepu16_epi32(kAll, _mm256_loadu_si256((const __m256i*)(r0 + d)));
+    __m512i b = _mm512_setzero_si512();
+    if (r1)
+      b = _mm512_maskz_slli_epi32(
+          kAll, _mm512_maskz_cvtepu16_epi32(kAll, _mm256_loadu_si256((const __m256i*)(r1 + d))),
+          16);
+    _mm512_storeu_si512(out + d, _mm512_or_si512(a, b));
+  }
+}
+
 // RoPE applied by the kernel as it reads q and k (rope_qkv's arithmetic in models/dinov3.cpp: float
 // products, rounded to T): tokens from `prefix` on are rotated by the tables' row t − prefix.
 template <typename T>
@@ -354,44 +420,35 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
     std::vector<float> kt_f(bf16 ? 0 : D * np), scores(kQueryBlock * np), inv(kQueryBlock);
     std::vector<uint32_t> kt_p(bf16 ? D / 2 * np : 0), v_p(bf16 ? np2 / 2 * D : 0);
     std::vector<c10::BFloat16> probs(bf16 ? kQueryBlock * np2 : 0);
-    // With RoPE: the block's rotated q rows, and one rotated k row.
-    std::vector<T> q_rot(rope.cos ? kQueryBlock * D : 0), k_rot(D);
+    // With RoPE: the block's rotated q rows, and 16 rotated k rows; a row of zero keys.
+    std::vector<T> q_rot(rope.cos ? kQueryBlock * D : 0), k_rot(16 * D);
+    const std::vector<uint32_t> zero_row(D, 0u);
     int64_t packed = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / blocks, i0 = (task % blocks) * kQueryBlock;
       const int64_t b = bh / H, h = bh % H, rows = std::min(kQueryBlock, nq - i0);
       if (bh != packed) {
         packed = bh;
+        // kᵀ 16 keys at a time (RoPE applied to each first), the keys past nk zero.
         const T* kh = kp + ks.at(b, h);
+        uint32_t* kt = bf16 ? kt_p.data() : reinterpret_cast<uint32_t*>(kt_f.data());
+        for (int64_t j0 = 0; j0 < np; j0 += 16) {
+          const uint32_t* key_rows[16];
+          for (int64_t i = 0; i < 16; ++i) {
+            const int64_t j = j0 + i;
+            key_rows[i] = j < nk ? reinterpret_cast<const uint32_t*>(
+                                       rope.row(kh + j * ks.n, j, D, k_rot.data() + i * D))
+                                 : zero_row.data();
+          }
+          transpose_rows(key_rows, bf16 ? D / 2 : D, kt, np);
+          kt += 16;
+        }
         if constexpr (bf16) {
-          const int64_t dp = D / 2;
-          std::fill(kt_p.begin(), kt_p.end(), 0u);
-          for (int64_t j = 0; j < nk; ++j) {
-            const T* kr = rope.row(kh + j * ks.n, j, D, k_rot.data());
-            for (int64_t d = 0; d < dp; ++d)
-              std::memcpy(&kt_p[d * np + j], kr + 2 * d, sizeof(uint32_t));
-          }
           const T* vh = vp + vs.at(b, h);
-          for (int64_t jp = 0; jp < np2 / 2; ++jp) {
-            const uint16_t* r0 = reinterpret_cast<const uint16_t*>(vh + 2 * jp * vs.n);
-            const uint16_t* r1 = reinterpret_cast<const uint16_t*>(vh + (2 * jp + 1) * vs.n);
-            const bool second = 2 * jp + 1 < nk;
-            for (int64_t d = 0; d < D; ++d)
-              v_p[jp * D + d] = uint32_t(r0[d]) | (second ? uint32_t(r1[d]) << 16 : 0u);
-          }
-        } else {
-          std::fill(kt_f.begin(), kt_f.end(), 0.0f);
-          if (rope.cos) {
-            for (int64_t j = 0; j < nk; ++j) {
-              const T* kr = rope.row(kh + j * ks.n, j, D, k_rot.data());
-              for (int64_t d = 0; d < D; ++d) kt_f[d * np + j] = kr[d];
-            }
-          } else {
-            for (int64_t j0 = 0; j0 < nk; j0 += 16)
-              for (int64_t d = 0; d < D; ++d)
-                for (int64_t j = j0; j < std::min(nk, j0 + 16); ++j)
-                  kt_f[d * np + j] = kh[j * ks.n + d];
-          }
+          for (int64_t jp = 0; jp < np2 / 2; ++jp)
+            interleave_pairs(vh + 2 * jp * vs.n,
+                             2 * jp + 1 < nk ? vh + (2 * jp + 1) * vs.n : nullptr, D,
+                             v_p.data() + jp * D);
         }
       }
       const T* qb = qp + qs.at(b, h) + i0 * qs.n;
