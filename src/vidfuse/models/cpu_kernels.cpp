@@ -112,22 +112,22 @@ VF_F32 inline float hmax(__m512 x) {
 }
 
 // e^x for x <= 0 (scores less their row's maximum): x = n ln2 + r, |r| <= ln2 / 2, e^r by its
-// Taylor polynomial to degree 7 (error < 1e-8 relative), scaled by 2^n.
+// Taylor polynomial to degree Degree, scaled by 2^n. Degree 7: error < 1e-8 relative, for float32
+// results; 5: < 3e-6, for probabilities that are rounded to bf16's 8 bits (2e-3) anyway.
+template <int Degree>
 VF_F32 inline __m512 exp_nonpositive(__m512 x) {
+  static_assert(Degree >= 1 && Degree <= 7);
+  constexpr float inv_factorial[8] = {1.0f,      1.0f,       1.0f / 2,   1.0f / 6,
+                                      1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
   x = _mm512_maskz_max_ps(kAll, x, _mm512_set1_ps(-87.0f));  // below, e^x is 0 in float32 anyway
   const __m512 n =
       _mm512_maskz_roundscale_ps(kAll, _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  __m512 p = _mm512_set1_ps(inv_factorial[Degree]);
+#pragma GCC unroll 8
+  for (int k = Degree - 1; k >= 0; --k) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(inv_factorial[k]));
   return _mm512_maskz_scalef_ps(kAll, p, n);
 }
 
@@ -188,9 +188,9 @@ VF_BF16 void qk_tile(const c10::BFloat16* q, int64_t qs, const uint32_t* kt, int
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(s + r * ss + 16 * v, acc[r][v]);
 }
 
-// out[r][0 .. 16 NV) = Σ_j p[r][j] v[j][...] (· inv[r] for fp32, where p is not normalised).
-// fp32: v rows read in place (row stride vs). bf16: p holds bf16 probabilities (normalised, nk
-// rounded up to even, zero padded), vp holds v in pairs of keys, [nk / 2][D] 32-bit units.
+// out[r][0 .. 16 NV) = inv[r] · Σ_j p[r][j] v[j][...], p not normalised (softmax_row*).
+// fp32: v rows read in place (row stride vs). bf16: p holds bf16 values (nk rounded up to even,
+// zero padded), vp holds v in pairs of keys, [nk / 2][D] 32-bit units.
 template <int R, int NV, typename T>
 VF_F32 void pv_tile(const float* p, int64_t ps, const float* v, int64_t vs, int64_t nk,
                     const float* inv, T* out, int64_t os) {
@@ -221,7 +221,7 @@ VF_F32 void pv_tile(const float* p, int64_t ps, const float* v, int64_t vs, int6
 
 template <int R, int NV>
 VF_BF16 void pv_tile(const c10::BFloat16* p, int64_t ps, const uint32_t* vp, int64_t vs, int64_t nk,
-                     const float*, c10::BFloat16* out, int64_t os) {
+                     const float* inv, c10::BFloat16* out, int64_t os) {
   __m512 acc[R][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
@@ -241,9 +241,12 @@ VF_BF16 void pv_tile(const c10::BFloat16* p, int64_t ps, const uint32_t* vp, int
     }
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
+    const __m512 scale = _mm512_set1_ps(inv[r]);
 #pragma GCC unroll 4
-    for (int c = 0; c < NV; ++c) store_f(out + r * os + 16 * c, acc[r][c], kAll);
+    for (int c = 0; c < NV; ++c)
+      store_f(out + r * os + 16 * c, _mm512_mul_ps(acc[r][c], scale), kAll);
+  }
 }
 
 // Calls tile<R, NV> for a runtime R in 1..4 and NV in 1..4.
@@ -278,35 +281,48 @@ struct PvTile {
   }
 };
 
-// Softmax of one row of scores in place: s = e^(s·scale − max), returns 1 / Σ e.
-VF_F32 float softmax_row(float* s, int64_t n, float scale) {
-  const __m512 sc = _mm512_set1_ps(scale);
+// The maximum of a row of scores times scale.
+VF_F32 inline float scaled_row_max(const float* s, int64_t n, __m512 scale) {
   __m512 mx = _mm512_set1_ps(-INFINITY);
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
-    const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sc);
-    _mm512_mask_storeu_ps(s + j, m, x);
-    mx = _mm512_mask_max_ps(mx, m, mx, x);
+    mx = _mm512_mask_max_ps(mx, m, mx, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), scale));
   }
-  const __m512 row_max = _mm512_set1_ps(hmax(mx));
+  return hmax(mx);
+}
+
+// Softmax of one row of scores in place, not normalised: s = e^(s·scale − max) (one FMA for the
+// exponent); returns 1 / Σ e, by which the product with v is scaled.
+VF_F32 float softmax_row(float* s, int64_t n, float scale) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  const __m512 row_max = _mm512_set1_ps(scaled_row_max(s, n, sc));
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
-    const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), row_max));
+    const __m512 e =
+        exp_nonpositive<7>(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, row_max));
     _mm512_mask_storeu_ps(s + j, m, e);
     sum = _mm512_mask_add_ps(sum, m, sum, e);
   }
   return 1.0f / hsum(sum);
 }
 
-// A row of e^(s − max) to bf16 probabilities (· inv), the odd key count padded with a zero.
-VF_F32 void probs_row(const float* s, int64_t n, float inv, c10::BFloat16* p) {
-  const __m512 norm = _mm512_set1_ps(inv);
+// The same for the bf16 kernel, straight to bf16 in p (vcvtneps2bf16: to nearest even; it flushes
+// subnormals, which e^x >= e^-87 never is), the odd key count padded with a zero: no float row is
+// written, and no second pass normalises (Σ is over the float values, as before the rounding).
+VF_BF16 float softmax_row_bf16(const float* s, int64_t n, float scale, c10::BFloat16* p) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  const __m512 row_max = _mm512_set1_ps(scaled_row_max(s, n, sc));
+  __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
-    store_f(p + j, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), norm), m);
+    const __m512 e =
+        exp_nonpositive<5>(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, row_max));
+    _mm256_mask_storeu_epi16(p + j, m, (__m256i)_mm512_cvtneps_pbh(e));
+    sum = _mm512_mask_add_ps(sum, m, sum, e);
   }
   if (n % 2) p[n] = c10::BFloat16(0.0f);
+  return 1.0f / hsum(sum);
 }
 
 // Strides of a [B, H, N, D] operand, in elements.
@@ -476,8 +492,10 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
       }
       for (int64_t i = 0; i < rows; ++i) {
         float* s = scores.data() + i * np;
-        inv[i] = softmax_row(s, nk, scale);
-        if constexpr (bf16) probs_row(s, nk, inv[i], probs.data() + i * np2);
+        if constexpr (bf16)
+          inv[i] = softmax_row_bf16(s, nk, scale, probs.data() + i * np2);
+        else
+          inv[i] = softmax_row(s, nk, scale);
       }
       T* ob = op + (b * nq + i0) * os + h * D;
       for (int64_t r0 = 0; r0 < rows; r0 += 4) {
