@@ -63,10 +63,15 @@ VIDFUSE_TARGET_AVX512 inline __attribute__((always_inline)) void store_f(c10::BF
   _mm256_mask_storeu_epi16(p, m, _mm512_maskz_cvtepi32_epi16(kAll, r));
 }
 
-// e^x: x = n ln2 + r, |r| <= ln2 / 2, e^r by its Taylor polynomial to degree 7 (error < 1e-8
-// relative), scaled by 2^n. x is clamped to [-87, 88], where float32's e^x stays finite and
+// e^x: x = n ln2 + r, |r| <= ln2 / 2, e^r by its Taylor polynomial to degree Degree, scaled by
+// 2^n. Degree 7: error < 1e-8 relative, for float32 results; 5: < 3e-6, for values rounded to
+// bf16's 8 bits (2e-3) anyway. x is clamped to [-87, 88], where float32's e^x stays finite and
 // normal (below, the result is < 2e-38 instead of 0 or a denormal).
+template <int Degree = 7>
 VIDFUSE_TARGET_AVX512 inline __attribute__((always_inline)) __m512 exp(__m512 x) {
+  static_assert(Degree >= 1 && Degree <= 7);
+  constexpr float inv_factorial[8] = {1.0f,      1.0f,       1.0f / 2,   1.0f / 6,
+                                      1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
   x = _mm512_maskz_min_ps(kAll, _mm512_maskz_max_ps(kAll, x, _mm512_set1_ps(-87.0f)),
                           _mm512_set1_ps(88.0f));
   const __m512 n =
@@ -74,14 +79,9 @@ VIDFUSE_TARGET_AVX512 inline __attribute__((always_inline)) __m512 exp(__m512 x)
                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  __m512 p = _mm512_set1_ps(inv_factorial[Degree]);
+#pragma GCC unroll 8
+  for (int k = Degree - 1; k >= 0; --k) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(inv_factorial[k]));
   return _mm512_maskz_scalef_ps(kAll, p, n);
 }
 

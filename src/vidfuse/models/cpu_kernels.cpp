@@ -135,9 +135,9 @@ VF_BF16 void qk_tile(const c10::BFloat16* q, int64_t qs, const uint32_t* kt, int
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(s + r * ss + 16 * v, acc[r][v]);
 }
 
-// out[r][0 .. 16 NV) = Σ_j p[r][j] v[j][...] (· inv[r] for fp32, where p is not normalised).
-// fp32: v rows read in place (row stride vs). bf16: p holds bf16 probabilities (normalised, nk
-// rounded up to even, zero padded), vp holds v in pairs of keys, [nk / 2][D] 32-bit units.
+// out[r][0 .. 16 NV) = inv[r] · Σ_j p[r][j] v[j][...], p not normalised (softmax_row*).
+// fp32: v rows read in place (row stride vs). bf16: p holds bf16 values (nk rounded up to even,
+// zero padded), vp holds v in pairs of keys, [nk / 2][D] 32-bit units.
 template <int R, int NV, typename T>
 VF_F32 void pv_tile(const float* p, int64_t ps, const float* v, int64_t vs, int64_t nk,
                     const float* inv, T* out, int64_t os) {
@@ -168,7 +168,7 @@ VF_F32 void pv_tile(const float* p, int64_t ps, const float* v, int64_t vs, int6
 
 template <int R, int NV>
 VF_BF16 void pv_tile(const c10::BFloat16* p, int64_t ps, const uint32_t* vp, int64_t vs, int64_t nk,
-                     const float*, c10::BFloat16* out, int64_t os) {
+                     const float* inv, c10::BFloat16* out, int64_t os) {
   __m512 acc[R][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
@@ -188,9 +188,12 @@ VF_BF16 void pv_tile(const c10::BFloat16* p, int64_t ps, const uint32_t* vp, int
     }
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
+    const __m512 scale = _mm512_set1_ps(inv[r]);
 #pragma GCC unroll 4
-    for (int c = 0; c < NV; ++c) store_f(out + r * os + 16 * c, acc[r][c], kAll);
+    for (int c = 0; c < NV; ++c)
+      store_f(out + r * os + 16 * c, _mm512_mul_ps(acc[r][c], scale), kAll);
+  }
 }
 
 // Calls tile<R, NV> for a runtime R in 1..4 and NV in 1..4.
@@ -225,57 +228,46 @@ struct PvTile {
   }
 };
 
-// Softmax of one row of scores in place: s = e^(s·scale − max), returns 1 / Σ e.
-VF_F32 float softmax_row(float* s, int64_t n, float scale) {
-  const __m512 sc = _mm512_set1_ps(scale);
+// The maximum of a row of scores times scale.
+VF_F32 inline float scaled_row_max(const float* s, int64_t n, __m512 scale) {
   __m512 mx = _mm512_set1_ps(-INFINITY);
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
-    const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sc);
-    _mm512_mask_storeu_ps(s + j, m, x);
-    mx = _mm512_mask_max_ps(mx, m, mx, x);
+    mx = _mm512_mask_max_ps(mx, m, mx, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), scale));
   }
-  const __m512 row_max = _mm512_set1_ps(hmax(mx));
+  return hmax(mx);
+}
+
+// Softmax of one row of scores in place, not normalised: s = e^(s·scale − max) (one FMA for the
+// exponent); returns 1 / Σ e, by which the product with v is scaled.
+VF_F32 float softmax_row(float* s, int64_t n, float scale) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  const __m512 row_max = _mm512_set1_ps(scaled_row_max(s, n, sc));
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
-    const __m512 e = avx512::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), row_max));
+    const __m512 e = avx512::exp<7>(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, row_max));
     _mm512_mask_storeu_ps(s + j, m, e);
     sum = _mm512_mask_add_ps(sum, m, sum, e);
   }
   return 1.0f / hsum(sum);
 }
 
-// bf16: a row of scores to normalised bf16 probabilities p = e^(s·scale − max) / Σ, the odd key
-// count padded with a zero; the row's e^x are left in s. Three passes where softmax_row and a
-// conversion took four: the scale goes into the exponent's fused multiply-add, and vcvtneps2bf16
-// rounds to nearest even in one instruction (the softmax is a third of the kernel's time at 201
-// keys, head width 64).
-VF_BF16 void softmax_probs_row(float* s, int64_t n, float scale, c10::BFloat16* p) {
-  // The maximum of s·scale: scale times the largest s, or the smallest for a negative scale.
-  const float sign = scale < 0 ? -1.0f : 1.0f;
-  const __m512 sv = _mm512_set1_ps(sign);
-  __m512 mx = _mm512_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = tail_mask(n - j);
-    mx = _mm512_mask_max_ps(mx, m, mx, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sv));
-  }
+// The same for the bf16 kernel, straight to bf16 in p (vcvtneps2bf16: to nearest even; it flushes
+// subnormals, which e^x >= e^-87 never is), the odd key count padded with a zero: no float row is
+// written, and no second pass normalises (Σ is over the float values, as before the rounding).
+VF_BF16 float softmax_row_bf16(const float* s, int64_t n, float scale, c10::BFloat16* p) {
   const __m512 sc = _mm512_set1_ps(scale);
-  const __m512 shift = _mm512_set1_ps(hmax(mx) * sign * scale);
+  const __m512 row_max = _mm512_set1_ps(scaled_row_max(s, n, sc));
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = tail_mask(n - j);
-    const __m512 e = avx512::exp(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, shift));
-    _mm512_mask_storeu_ps(s + j, m, e);
+    const __m512 e = avx512::exp<5>(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, row_max));
+    _mm256_mask_storeu_epi16(p + j, m, (__m256i)_mm512_cvtneps_pbh(e));
     sum = _mm512_mask_add_ps(sum, m, sum, e);
   }
-  const __m512 norm = _mm512_set1_ps(1.0f / hsum(sum));
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = tail_mask(n - j);
-    const __m256bh h = _mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), norm));
-    _mm256_mask_storeu_epi16(p + j, m, (__m256i)h);
-  }
   if (n % 2) p[n] = c10::BFloat16(0.0f);
+  return 1.0f / hsum(sum);
 }
 
 // Strides of a [B, H, N, D] operand, in elements.
@@ -286,6 +278,72 @@ struct Operand {
 };
 
 constexpr int64_t kQueryBlock = 64;
+
+// ---------------------------------------------------------------- packing
+
+// The 16 x 16 32-bit matrix in r transposed in registers: r[i] lane c -> r[c] lane i. Pairs of
+// rows interleaved 32 and 64 bits at a time, then the 128-bit quarters moved across rows.
+VF_F32 inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_maskz_unpacklo_epi32(kAll, r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(kAll, r[2 * i], r[2 * i + 1]);
+  }
+  // r[4g + k], quarter l: rows 4g .. 4g + 3 at column 4l + k.
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    r[4 * g] = _mm512_maskz_unpacklo_epi64(0xFF, t[4 * g], t[4 * g + 2]);
+    r[4 * g + 1] = _mm512_maskz_unpackhi_epi64(0xFF, t[4 * g], t[4 * g + 2]);
+    r[4 * g + 2] = _mm512_maskz_unpacklo_epi64(0xFF, t[4 * g + 1], t[4 * g + 3]);
+    r[4 * g + 3] = _mm512_maskz_unpackhi_epi64(0xFF, t[4 * g + 1], t[4 * g + 3]);
+  }
+  // Column 4l + k gathers quarter l of r[k], r[4 + k], r[8 + k], r[12 + k].
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) {
+    const __m512i x0 = _mm512_maskz_shuffle_i32x4(kAll, r[k], r[4 + k], 0x44);
+    const __m512i x1 = _mm512_maskz_shuffle_i32x4(kAll, r[k], r[4 + k], 0xEE);
+    const __m512i y0 = _mm512_maskz_shuffle_i32x4(kAll, r[8 + k], r[12 + k], 0x44);
+    const __m512i y1 = _mm512_maskz_shuffle_i32x4(kAll, r[8 + k], r[12 + k], 0xEE);
+    t[k] = _mm512_maskz_shuffle_i32x4(kAll, x0, y0, 0x88);
+    t[4 + k] = _mm512_maskz_shuffle_i32x4(kAll, x0, y0, 0xDD);
+    t[8 + k] = _mm512_maskz_shuffle_i32x4(kAll, x1, y1, 0x88);
+    t[12 + k] = _mm512_maskz_shuffle_i32x4(kAll, x1, y1, 0xDD);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// 16 rows of `width` 32-bit units (a key's D floats, or its D / 2 bf16 pairs) -> columns:
+// out[c * np + i] = rows[i][c], 16 keys per column.
+VF_F32 void transpose_rows(const uint32_t* const rows[16], int64_t width, uint32_t* out,
+                           int64_t np) {
+  for (int64_t c0 = 0; c0 < width; c0 += 16) {
+    const __mmask16 m = tail_mask(width - c0);
+    __m512i r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_maskz_loadu_epi32(m, rows[i] + c0);
+    transpose16(r);
+    const int64_t cols = std::min<int64_t>(16, width - c0);
+    for (int64_t c = 0; c < cols; ++c) _mm512_storeu_si512(out + (c0 + c) * np, r[c]);
+  }
+}
+
+// Two rows of D bf16 values (keys j, j + 1; r1 null past the last key) interleaved into pairs:
+// out[d] = r0[d] | r1[d] << 16, the layout vdpbf16ps takes for the product with v.
+VF_F32 void interleave_pairs(const c10::BFloat16* r0, const c10::BFloat16* r1, int64_t dim,
+                             uint32_t* out) {
+  for (int64_t d = 0; d < dim; d += 16) {
+    const __m512i a =
+        _mm512_maskz_cvtepu16_epi32(kAll, _mm256_loadu_si256((const __m256i*)(r0 + d)));
+    __m512i b = _mm512_setzero_si512();
+    if (r1)
+      b = _mm512_maskz_slli_epi32(
+          kAll, _mm512_maskz_cvtepu16_epi32(kAll, _mm256_loadu_si256((const __m256i*)(r1 + d))),
+          16);
+    _mm512_storeu_si512(out + d, _mm512_or_si512(a, b));
+  }
+}
 
 // RoPE applied by the kernel as it reads q and k (rope_qkv's arithmetic in models/dinov3.cpp: float
 // products, rounded to T): tokens from `prefix` on are rotated by the tables' row t − prefix.
@@ -323,44 +381,35 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
     std::vector<float> kt_f(bf16 ? 0 : D * np), scores(kQueryBlock * np), inv(kQueryBlock);
     std::vector<uint32_t> kt_p(bf16 ? D / 2 * np : 0), v_p(bf16 ? np2 / 2 * D : 0);
     std::vector<c10::BFloat16> probs(bf16 ? kQueryBlock * np2 : 0);
-    // With RoPE: the block's rotated q rows, and one rotated k row.
-    std::vector<T> q_rot(rope.cos ? kQueryBlock * D : 0), k_rot(D);
+    // With RoPE: the block's rotated q rows, and 16 rotated k rows; a row of zero keys.
+    std::vector<T> q_rot(rope.cos ? kQueryBlock * D : 0), k_rot(16 * D);
+    const std::vector<uint32_t> zero_row(D, 0u);
     int64_t packed = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / blocks, i0 = (task % blocks) * kQueryBlock;
       const int64_t b = bh / H, h = bh % H, rows = std::min(kQueryBlock, nq - i0);
       if (bh != packed) {
         packed = bh;
+        // kᵀ 16 keys at a time (RoPE applied to each first), the keys past nk zero.
         const T* kh = kp + ks.at(b, h);
+        uint32_t* kt = bf16 ? kt_p.data() : reinterpret_cast<uint32_t*>(kt_f.data());
+        for (int64_t j0 = 0; j0 < np; j0 += 16) {
+          const uint32_t* key_rows[16];
+          for (int64_t i = 0; i < 16; ++i) {
+            const int64_t j = j0 + i;
+            key_rows[i] = j < nk ? reinterpret_cast<const uint32_t*>(
+                                       rope.row(kh + j * ks.n, j, D, k_rot.data() + i * D))
+                                 : zero_row.data();
+          }
+          transpose_rows(key_rows, bf16 ? D / 2 : D, kt, np);
+          kt += 16;
+        }
         if constexpr (bf16) {
-          const int64_t dp = D / 2;
-          std::fill(kt_p.begin(), kt_p.end(), 0u);
-          for (int64_t j = 0; j < nk; ++j) {
-            const T* kr = rope.row(kh + j * ks.n, j, D, k_rot.data());
-            for (int64_t d = 0; d < dp; ++d)
-              std::memcpy(&kt_p[d * np + j], kr + 2 * d, sizeof(uint32_t));
-          }
           const T* vh = vp + vs.at(b, h);
-          for (int64_t jp = 0; jp < np2 / 2; ++jp) {
-            const uint16_t* r0 = reinterpret_cast<const uint16_t*>(vh + 2 * jp * vs.n);
-            const uint16_t* r1 = reinterpret_cast<const uint16_t*>(vh + (2 * jp + 1) * vs.n);
-            const bool second = 2 * jp + 1 < nk;
-            for (int64_t d = 0; d < D; ++d)
-              v_p[jp * D + d] = uint32_t(r0[d]) | (second ? uint32_t(r1[d]) << 16 : 0u);
-          }
-        } else {
-          std::fill(kt_f.begin(), kt_f.end(), 0.0f);
-          if (rope.cos) {
-            for (int64_t j = 0; j < nk; ++j) {
-              const T* kr = rope.row(kh + j * ks.n, j, D, k_rot.data());
-              for (int64_t d = 0; d < D; ++d) kt_f[d * np + j] = kr[d];
-            }
-          } else {
-            for (int64_t j0 = 0; j0 < nk; j0 += 16)
-              for (int64_t d = 0; d < D; ++d)
-                for (int64_t j = j0; j < std::min(nk, j0 + 16); ++j)
-                  kt_f[d * np + j] = kh[j * ks.n + d];
-          }
+          for (int64_t jp = 0; jp < np2 / 2; ++jp)
+            interleave_pairs(vh + 2 * jp * vs.n,
+                             2 * jp + 1 < nk ? vh + (2 * jp + 1) * vs.n : nullptr, D,
+                             v_p.data() + jp * D);
         }
       }
       const T* qb = qp + qs.at(b, h) + i0 * qs.n;
@@ -389,7 +438,7 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
       for (int64_t i = 0; i < rows; ++i) {
         float* s = scores.data() + i * np;
         if constexpr (bf16)
-          softmax_probs_row(s, nk, scale, probs.data() + i * np2);
+          inv[i] = softmax_row_bf16(s, nk, scale, probs.data() + i * np2);
         else
           inv[i] = softmax_row(s, nk, scale);
       }

@@ -13,8 +13,9 @@ namespace vidfuse::models {
 // attention() in attention.h. Each task takes one block of query rows of one head: the scores of
 // the block against every key (kept in float32, in cache), the softmax in place, and the product
 // with v, in one parallel region for all heads. fp32: float32 FMAs; bf16: AVX512-BF16 dot
-// products with float32 accumulation, the probabilities rounded to bf16 before the product with
-// v (as the reference implementations do).
+// products with float32 accumulation, the softmax's numerators e^(s − max) rounded to bf16 before
+// the product with v (as the reference implementations round the probabilities) and the result
+// scaled by 1 / Σ e, summed in float32.
 bool fused_attention_supports(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v);
 torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k,

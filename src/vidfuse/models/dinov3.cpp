@@ -150,9 +150,11 @@ bool rows_layer_norm_wanted() {
 
 // VIDFUSE_ROPE=pass|attention: where the fused attention kernel runs, RoPE is applied either by
 // rope_qkv's pass before it (unset or "pass") or by the kernel as it reads q and k ("attention",
-// fused_rope_attention: no pass of its own). The second did not measure faster on Zen 4 (`vidfuse
-// bench dinov3 --parts`: fp32 at par, bf16 2 % slower; its rotation is scalar code inside the
-// packing), so it is not the default. Read on each call, as above.
+// fused_rope_attention: no pass of its own). Both rotate with rope_rotate_rows (AVX-512) and agree
+// bit for bit; the second did not measure faster on Zen 4 at either thread count or dtype
+// (`vidfuse bench dinov3 --parts`: 0.3-0.5 % slower, within noise; its strided reads of q and k
+// from the q|k|v rows cost what the pass's streaming copy saves), so it is not the default. Read
+// on each call, as above.
 bool rope_in_attention() {
   const char* v = std::getenv("VIDFUSE_ROPE");
   if (!v || !*v || std::string(v) == "pass") return false;
