@@ -67,8 +67,7 @@ nlohmann::json measure_layer_rates(const models::DinoV3ViT& model, int64_t rows,
                                    torch::ScalarType dtype) {
   const models::DinoV3Kernels set = model->kernels();
   if (set == models::DinoV3Kernels::Torch) return nlohmann::json::object();
-  const GemmKernel kernel =
-      set == models::DinoV3Kernels::Vidfuse ? GemmKernel::Vidfuse : GemmKernel::Onednn;
+  const GemmKernel kernel = models::dinov3_gemm_kernel(set);
   const models::DinoV3Config& c = model->config();
   const int64_t d = c.hidden_size, m = c.intermediate_size;
   using onednn::Act;
@@ -82,7 +81,7 @@ nlohmann::json measure_layer_rates(const models::DinoV3ViT& model, int64_t rows,
   // The plain MLP's layers (a gated MLP's gate projection is the up projection's shape).
   const Layer layers[] = {{"qkv", 3 * d, d, Act::None, Epilogue::Store},
                           {"o", d, d, Act::None, Epilogue::Accumulate},
-                          {"up", m, d, Act::GeluErf, Epilogue::Store},
+                          {"up", m, d, models::dinov3_mlp_act(c), Epilogue::Store},
                           {"down", d, m, Act::None, Epilogue::Accumulate}};
   nlohmann::json out = nlohmann::json::object();
   double flop_total = 0, seconds_total = 0;
@@ -440,7 +439,7 @@ int run_dinov3_bench(Dinov3BenchArgs a) {
             100 * linear / peak.gflops);
       if (peak.gflops > 0 && layers.contains("all"))
         std::printf(
-            "  the model's linear layers alone (%s GEMM, %ld rows): qkv %.1f, o %.1f, up+GELU "
+            "  the model's linear layers alone (%s GEMM, %ld rows): qkv %.1f, o %.1f, up+act "
             "%.1f, "
             "down %.1f GFLOP/s; all four %.1f = %.0f %% of peak\n",
             models::dinov3_kernels_name(model->kernels()), (long)(a.batch * tokens),

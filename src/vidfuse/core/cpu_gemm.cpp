@@ -325,9 +325,6 @@ Gemm::Gemm(const void* weight, const void* bias, int64_t n, int64_t k, DType dty
   impl_ = std::move(impl);
 }
 
-int64_t Gemm::n() const { return impl_ ? impl_->n : 0; }
-int64_t Gemm::k() const { return impl_ ? impl_->k : 0; }
-
 void Gemm::run(const void* x, int64_t m, int64_t ldx, void* y, int64_t ldy,
                const void* other) const {
   if (!impl_) throw Error("cpu_gemm: run() on an empty Gemm");

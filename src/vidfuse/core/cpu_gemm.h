@@ -42,8 +42,6 @@ class Gemm {
   void run(const void* x, int64_t m, int64_t ldx, void* y, int64_t ldy, const void* other) const;
 
   bool defined() const { return impl_ != nullptr; }
-  int64_t n() const;
-  int64_t k() const;
 
  private:
   struct Impl;

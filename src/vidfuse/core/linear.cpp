@@ -77,23 +77,33 @@ const char* gemm_kernel_name(GemmKernel kernel) {
   return kernel == GemmKernel::Vidfuse ? "vidfuse" : "onednn";
 }
 
+namespace {
+
+onednn::DType gemm_dtype(torch::ScalarType dtype) {
+  return dtype == torch::kBFloat16 ? onednn::DType::BF16 : onednn::DType::F32;
+}
+
+}  // namespace
+
 bool gemm_kernel_available(GemmKernel kernel, torch::ScalarType dtype, torch::Device device) {
   if (!device.is_cpu() || (dtype != torch::kFloat32 && dtype != torch::kBFloat16)) return false;
-  const onednn::DType d = dtype == torch::kBFloat16 ? onednn::DType::BF16 : onednn::DType::F32;
-  return kernel == GemmKernel::Vidfuse ? cpu_gemm::supports(d)
-                                       : onednn::available() && onednn::supports(d);
+  return kernel == GemmKernel::Vidfuse ? cpu_gemm::supports(gemm_dtype(dtype))
+                                       : onednn::available() && onednn::supports(gemm_dtype(dtype));
+}
+
+std::string gemm_kernel_unavailable(GemmKernel kernel, torch::ScalarType dtype,
+                                    torch::Device device) {
+  return std::string(kernel == GemmKernel::Vidfuse ? "vidfuse's GEMM" : "oneDNN's matmul") +
+         " is not available for " + c10::toString(dtype) + " on " + device.str() +
+         (kernel == GemmKernel::Onednn && !onednn::available() ? " (built without libdnnl-dev)"
+                                                               : "");
 }
 
 FusedLinear::FusedLinear(const torch::Tensor& weight, const torch::Tensor& bias, onednn::Act act,
                          onednn::Epilogue epilogue, GemmKernel kernel)
     : kernel_(kernel), dtype_(weight.scalar_type()), epilogue_(epilogue) {
   if (!gemm_kernel_available(kernel, dtype_, weight.device()))
-    throw Error(
-        std::string("FusedLinear: ") +
-        (kernel == GemmKernel::Vidfuse ? "vidfuse's GEMM" : "oneDNN's matmul") +
-        " is not available for " + c10::toString(dtype_) + " weights on " + weight.device().str() +
-        (kernel == GemmKernel::Onednn && !onednn::available() ? " (built without libdnnl-dev)"
-                                                              : ""));
+    throw Error("FusedLinear: " + gemm_kernel_unavailable(kernel, dtype_, weight.device()));
   TORCH_CHECK(weight.dim() == 2, "FusedLinear expects a [N, K] weight, got ", weight.sizes());
   const torch::Tensor w = weight.contiguous();
   const torch::Tensor b = bias.defined() ? bias.to(dtype_).contiguous() : torch::Tensor();
@@ -101,7 +111,7 @@ FusedLinear::FusedLinear(const torch::Tensor& weight, const torch::Tensor& bias,
               " does not match weight ", w.sizes());
   n_ = w.size(0);
   k_ = w.size(1);
-  const onednn::DType d = dtype_ == torch::kBFloat16 ? onednn::DType::BF16 : onednn::DType::F32;
+  const onednn::DType d = gemm_dtype(dtype_);
   const void* bias_data = b.defined() ? b.data_ptr() : nullptr;
   if (kernel == GemmKernel::Vidfuse)
     own_ = cpu_gemm::Gemm(w.data_ptr(), bias_data, n_, k_, d, act, epilogue);

@@ -49,6 +49,10 @@ const char* gemm_kernel_name(GemmKernel kernel);
 // and has a brgemm kernel for the dtype on this CPU; vidfuse's where the CPU has AVX-512 (fp32) or
 // AVX512-BF16 (bf16). CPU only, fp32 and bf16 only.
 bool gemm_kernel_available(GemmKernel kernel, torch::ScalarType dtype, torch::Device device);
+// Why it cannot: "oneDNN's matmul is not available for BFloat16 on cpu (built without
+// libdnnl-dev)", for errors that name who asked.
+std::string gemm_kernel_unavailable(GemmKernel kernel, torch::ScalarType dtype,
+                                    torch::Device device);
 bool onednn_matmul_available(torch::ScalarType dtype, torch::Device device);
 
 // A frozen linear layer with its epilogue fused: the activation after the bias, a residual add

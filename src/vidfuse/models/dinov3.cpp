@@ -130,13 +130,6 @@ std::pair<torch::Tensor, torch::Tensor> rope_qkv(const torch::Tensor& qkv, int64
   return {q, k};
 }
 
-onednn::Act onednn_act(const std::string& act) {
-  if (act == "gelu") return onednn::Act::GeluErf;
-  if (act == "silu") return onednn::Act::Silu;
-  if (act == "relu") return onednn::Act::Relu;
-  return onednn::Act::GeluTanh;  // gelu_pytorch_tanh, as activation() above
-}
-
 // VIDFUSE_LAYERNORM=torch|rows forces LayerNorm's kernel; unset or "auto", rows_layer_norm
 // (cpu_kernels.h) runs where it can, since it measured faster than torch::layer_norm on Zen 4 in
 // both dtypes (`vidfuse bench dinov3 --parts`). Read on each call, so that the benchmark can
@@ -304,18 +297,29 @@ DinoV3Kernels dinov3_kernels(torch::ScalarType dtype, torch::Device device) {
     if (name != "onednn" && name != "vidfuse")
       throw Error("VIDFUSE_DINOV3_KERNELS='" + name +
                   "' is not a kernel set (torch, onednn or vidfuse)");
+    const DinoV3Kernels set = name == "onednn" ? DinoV3Kernels::Onednn : DinoV3Kernels::Vidfuse;
     if (!(name == "onednn" ? onednn : own))
       throw Error("VIDFUSE_DINOV3_KERNELS=" + name + ": " +
-                  (name == "onednn" ? "oneDNN's matmul" : "vidfuse's GEMM") +
-                  " is not available for " + c10::toString(dtype) + " on " + device.str() +
-                  (name == "onednn" && !onednn::available() ? " (built without libdnnl-dev)" : ""));
-    return name == "onednn" ? DinoV3Kernels::Onednn : DinoV3Kernels::Vidfuse;
+                  gemm_kernel_unavailable(dinov3_gemm_kernel(set), dtype, device));
+    return set;
   }
   // Measured on AMD Zen 4 (docs/dinov3-cpu-kernels.md has the figures): vidfuse's GEMM is the
   // faster in bf16, oneDNN's in fp32. Intel CPUs keep LibTorch's route (MKL), not compared there.
   if (cpu_is_intel()) return DinoV3Kernels::Torch;
   if (own && (dtype == torch::kBFloat16 || !onednn)) return DinoV3Kernels::Vidfuse;
   return onednn ? DinoV3Kernels::Onednn : DinoV3Kernels::Torch;
+}
+
+GemmKernel dinov3_gemm_kernel(DinoV3Kernels kernels) {
+  return kernels == DinoV3Kernels::Vidfuse ? GemmKernel::Vidfuse : GemmKernel::Onednn;
+}
+
+onednn::Act dinov3_mlp_act(const DinoV3Config& config) {
+  const std::string& act = config.hidden_act;
+  if (act == "gelu") return onednn::Act::GeluErf;
+  if (act == "silu") return onednn::Act::Silu;
+  if (act == "relu") return onednn::Act::Relu;
+  return onednn::Act::GeluTanh;  // gelu_pytorch_tanh, as activation() above
 }
 
 const char* dinov3_kernels_name(DinoV3Kernels kernels) {
@@ -335,9 +339,7 @@ void DinoV3ViTImpl::fuse_for_inference() {
   fused_.clear();
   const torch::Tensor& w0 = embeddings->patch_embeddings->weight;
   kernels_ = dinov3_kernels(w0.scalar_type(), w0.device());
-  const bool epilogues_fused = kernels_ != DinoV3Kernels::Torch;
-  const GemmKernel gemm =
-      kernels_ == DinoV3Kernels::Vidfuse ? GemmKernel::Vidfuse : GemmKernel::Onednn;
+  const GemmKernel gemm = dinov3_gemm_kernel(kernels_);
   const double scale = std::pow(config_.head_dim(), -0.5);
   for (const auto& module : *layer) {
     auto l = std::dynamic_pointer_cast<DinoV3LayerImpl>(module);
@@ -358,13 +360,12 @@ void DinoV3ViTImpl::fuse_for_inference() {
     const auto& m = l->mlp;
     const torch::Tensor down_w = m->down_proj->weight * ls2.unsqueeze(1),
                         down_b = bias_or_zero(m->down_proj) * ls2;
-    if (epilogues_fused) {
+    if (kernels_ != DinoV3Kernels::Torch) {
       using onednn::Act;
       using onednn::Epilogue;
-      f.epilogues_fused = true;
       f.dqkv = FusedLinear(qkv_w, qkv_b, Act::None, Epilogue::Store, gemm);
       f.do_ = FusedLinear(o_w, o_b, Act::None, Epilogue::Accumulate, gemm);
-      const onednn::Act act = onednn_act(config_.hidden_act);
+      const onednn::Act act = dinov3_mlp_act(config_);
       if (m->gate_proj) {
         // down(act(gate(h)) * up(h)): up plain, gate's epilogue applies act and the product.
         f.dup = FusedLinear(m->up_proj->weight, bias_or_zero(m->up_proj), Act::None,
@@ -392,7 +393,7 @@ void DinoV3ViTImpl::fused_layer_forward_(const FusedLayer& f, const DinoV3Layer&
                                          const torch::Tensor& sin) {
   const int64_t rows = x.size(0), c = x.size(1), n = rows / batch;
   const int64_t nh = config_.num_attention_heads, hd = config_.head_dim();
-  if (f.epilogues_fused) {
+  if (kernels_ != DinoV3Kernels::Torch) {
     const torch::Tensor qkv = f.dqkv(layer_norm(x, l->norm1));
     const torch::Tensor parts = qkv.view({batch, n, 3, nh, hd});
     const torch::Tensor v = parts.select(2, 2).transpose(1, 2);

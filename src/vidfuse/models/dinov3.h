@@ -90,6 +90,10 @@ TORCH_MODULE(DinoV3Layer);
 enum class DinoV3Kernels { Torch, Onednn, Vidfuse };
 DinoV3Kernels dinov3_kernels(torch::ScalarType dtype, torch::Device device);
 const char* dinov3_kernels_name(DinoV3Kernels kernels);
+// The GEMM kernel behind a fused-epilogue set (Onednn or Vidfuse).
+GemmKernel dinov3_gemm_kernel(DinoV3Kernels kernels);
+// The activation the MLP's fused epilogue applies for this config's hidden_act.
+onednn::Act dinov3_mlp_act(const DinoV3Config& config);
 
 class DinoV3ViTImpl : public torch::nn::Module {
  public:
@@ -126,7 +130,6 @@ class DinoV3ViTImpl : public torch::nn::Module {
     // DinoV3Kernels::Onednn and Vidfuse: bias + activation fused into up (gate: activation, then
     // the product with up), the residual add into o and down.
     FusedLinear dqkv, do_, dup, dgate, ddown;
-    bool epilogues_fused = false;
   };
   // One layer on the residual stream x [B*N, C], updated in place.
   void fused_layer_forward_(const FusedLayer& f, const DinoV3Layer& l, torch::Tensor& x,
