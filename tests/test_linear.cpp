@@ -166,28 +166,37 @@ TEST(FusedLinear, Bf16EpiloguesMatchTorch) {
 }
 
 // vidfuse's GEMM over several tasks of rows and weight blocks: 530 rows (not a multiple of the
-// 12-row tile), 100 columns (three blocks of 32 and a tail of 4), an odd K of 1001 (bf16 multiplies
-// pairs of K: the last element goes alone), GELU and the residual add.
-TEST(FusedLinear, VidfuseGemmOverTasksTailsAndOddK) {
+// 12-row tile), 100 columns (three blocks of 32 and a tail of 4), GELU, the product and the
+// residual add. K = 1001 is odd (bf16 multiplies pairs of K: the last element goes alone); K = 1024
+// puts fp32 rows 4 KB apart, which the kernel copies to a panel first.
+TEST(FusedLinear, VidfuseGemmOverTasksTailsPanelsAndOddK) {
   vidfuse::test::ThreadCountScope threads(2);
   torch::manual_seed(0);
   torch::InferenceMode guard;
+  const auto d = torch::kFloat64;
   for (auto [dtype, tol] : {std::pair{torch::kFloat32, 1e-5}, std::pair{torch::kBFloat16, 1e-2}}) {
     if (!vidfuse::gemm_kernel_available(GemmKernel::Vidfuse, dtype, torch::kCPU)) continue;
-    const auto w = (torch::randn({100, 1001}) / 30).to(dtype);
-    const auto b = torch::randn({100}).to(dtype);
-    const auto x = torch::randn({530, 1001}).to(dtype);
-    const auto lin =
-        torch::linear(x.to(torch::kFloat64), w.to(torch::kFloat64), b.to(torch::kFloat64));
-    const FusedLinear gelu(w, b, onednn::Act::GeluErf, onednn::Epilogue::Store,
-                           GemmKernel::Vidfuse);
-    EXPECT_LE(rel_error(gelu(x), torch::gelu(lin)), tol) << dtype;
-    const FusedLinear acc(w, b, onednn::Act::None, onednn::Epilogue::Accumulate,
-                          GemmKernel::Vidfuse);
-    torch::Tensor y = torch::randn({530, 100}).to(dtype);
-    const auto before = y.to(torch::kFloat64);
-    acc.accumulate(x, y);
-    EXPECT_LE(rel_error(y, before + lin), tol) << dtype;
+    for (int64_t k : {1001, 1024}) {
+      SCOPED_TRACE("K=" + std::to_string(k) + " " + c10::toString(dtype));
+      const auto w = (torch::randn({100, k}) / 30).to(dtype);
+      const auto b = torch::randn({100}).to(dtype);
+      const auto x = torch::randn({530, k}).to(dtype);
+      const auto lin = torch::linear(x.to(d), w.to(d), b.to(d));
+      const FusedLinear gelu(w, b, onednn::Act::GeluErf, onednn::Epilogue::Store,
+                             GemmKernel::Vidfuse);
+      EXPECT_LE(rel_error(gelu(x), torch::gelu(lin)), tol);
+      const auto other = torch::randn({530, 100}).to(dtype);
+      const FusedLinear times(w, b, onednn::Act::Silu, onednn::Epilogue::Multiply,
+                              GemmKernel::Vidfuse);
+      EXPECT_LE(rel_error(times(x, other), torch::silu(lin) * other.to(d)), tol);
+      for (auto act : {onednn::Act::None, onednn::Act::Relu}) {
+        const FusedLinear acc(w, b, act, onednn::Epilogue::Accumulate, GemmKernel::Vidfuse);
+        torch::Tensor y = torch::randn({530, 100}).to(dtype);
+        const auto before = y.to(d);
+        acc.accumulate(x, y);
+        EXPECT_LE(rel_error(y, before + reference_act(lin, act)), tol);
+      }
+    }
   }
 }
 

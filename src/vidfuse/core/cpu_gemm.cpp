@@ -254,7 +254,14 @@ void run_tiles(int64_t n, int64_t k, int64_t blocks, int64_t block_elems, const 
   const int64_t group =
       std::max<int64_t>(kRows, kRowBytesInL2 / (k * int64_t(sizeof(T))) / kRows * kRows);
   using Fn = TileFn<T, W>;
+  // Rows a multiple of 4 KB apart all fall in the same sets of L1 (the down projection's x, 3072
+  // floats), so a tile's twelve rows evict one another there: such rows are copied first, a group
+  // at a time, to a panel whose rows are 64 bytes longer (the fp32 down projection: 87 -> 94 % of
+  // the peak).
+  const bool copy_rows = ldx * int64_t(sizeof(T)) % 4096 == 0;
+  const int64_t ldp = k + 64 / int64_t(sizeof(T));
   at::parallel_for(0, row_shares * col_shares, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> panel(copy_rows ? group * ldp : 0);
     for (int64_t share = begin; share < end; ++share) {
       const int64_t rs = share / col_shares, cs = share % col_shares;
       const int64_t r0 = tiles * rs / row_shares * kRows,
@@ -262,12 +269,20 @@ void run_tiles(int64_t n, int64_t k, int64_t blocks, int64_t block_elems, const 
       const int64_t j0 = blocks * cs / col_shares, j1 = blocks * (cs + 1) / col_shares;
       for (int64_t g0 = r0; g0 < r1; g0 += group) {
         const int64_t g1 = std::min(r1, g0 + group);
+        const T* xg = x + g0 * ldx;  // the group's rows
+        int64_t ldg = ldx;
+        if (copy_rows) {
+          for (int64_t r = g0; r < g1; ++r)
+            std::memcpy(panel.data() + (r - g0) * ldp, x + r * ldx, k * sizeof(T));
+          xg = panel.data();
+          ldg = ldp;
+        }
         for (int64_t j = j0; j < j1; ++j) {
           const W* block = packed + j * block_elems;
           const int64_t col = j * kCols, cols = std::min<int64_t>(kCols, n - col);
           for (int64_t r = g0; r < g1; r += kRows) {
             const int rows = static_cast<int>(std::min<int64_t>(kRows, g1 - r));
-            tile_for<Tile, Fn>(rows)(x + r * ldx, ldx, block, k, out, r, col, cols);
+            tile_for<Tile, Fn>(rows)(xg + (r - g0) * ldg, ldg, block, k, out, r, col, cols);
           }
         }
       }
