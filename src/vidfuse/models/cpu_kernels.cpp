@@ -271,25 +271,43 @@ VF_F32 inline float scaled_row_max(const float* s, int64_t n, __m512 scale) {
   return hmax(mx);
 }
 
-// Softmax of one row of scores in place, not normalised: s = e^(s·scale − row_max) (one FMA for
-// the exponent), row_max the maximum of s·scale; returns 1 / Σ e, by which the product with v is
+// Softmax of one row of fp32 scores in place, not normalised, as powers of two: s = 2^t with
+// t = s·c − m (one FMA; c = scale · log2 e, m the row's maximum of s·c, so t <= 0), t = k + f
+// with k an integer and |f| <= 1/2, 2^f by a degree-6 polynomial fitted to it on [-1/2, 1/2]
+// (relative error < 8e-8 evaluated in float32, about one rounding), scaled by 2^k: 7 FMAs a vector
+// where e^x by avx512::exp<7> takes 11. t is clamped at -126 (2^-126 is float32's least normal;
+// a NaN becomes -126 too, as exp's clamp does). Returns 1 / Σ, by which the product with v is
 // scaled.
-VF_F32 float softmax_row_exp(float* s, int64_t n, float scale, float max_scaled) {
-  const __m512 sc = _mm512_set1_ps(scale);
-  const __m512 row_max = _mm512_set1_ps(max_scaled);
+VF_F32 float softmax_row_exp2(float* s, int64_t n, float c, float m) {
+  constexpr float k[7] = {1.0f,
+                          0.6931471824645996f,
+                          0.24022646248340607f,
+                          0.05550328642129898f,
+                          0.009618486277759075f,
+                          0.0013399936724454165f,
+                          0.00015346467262133956f};
+  const __m512 cv = _mm512_set1_ps(c), mv = _mm512_set1_ps(m), lo = _mm512_set1_ps(-126.0f);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = tail_mask(n - j);
-    const __m512 e = avx512::exp<7>(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, row_max));
-    _mm512_mask_storeu_ps(s + j, m, e);
-    sum = _mm512_mask_add_ps(sum, m, sum, e);
+    const __mmask16 mk = tail_mask(n - j);
+    const __m512 t =
+        _mm512_maskz_max_ps(kAll, _mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, s + j), cv, mv), lo);
+    const __m512 ti =
+        _mm512_maskz_roundscale_ps(kAll, t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, ti);
+    __m512 p = _mm512_set1_ps(k[6]);
+#pragma GCC unroll 8
+    for (int i = 5; i >= 0; --i) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(k[i]));
+    const __m512 e = _mm512_maskz_scalef_ps(kAll, p, ti);
+    _mm512_mask_storeu_ps(s + j, mk, e);
+    sum = _mm512_mask_add_ps(sum, mk, sum, e);
   }
   return 1.0f / hsum(sum);
 }
 
 // The row's maximum first, where the scores' own maxima are not at hand (scale <= 0).
-VF_F32 float softmax_row(float* s, int64_t n, float scale) {
-  return softmax_row_exp(s, n, scale, scaled_row_max(s, n, _mm512_set1_ps(scale)));
+VF_F32 float softmax_row(float* s, int64_t n, float c) {
+  return softmax_row_exp2(s, n, c, scaled_row_max(s, n, _mm512_set1_ps(c)));
 }
 
 // The same for the bf16 kernel, straight to bf16 in p (vcvtneps2bf16: to nearest even; it flushes
@@ -545,14 +563,14 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
             }
           }
           while (pf < pf_end) prefetch_next();
+          const float c = scale * 1.44269504088896341f;  // scale · log2 e
           for (int64_t i = 0; i < g; ++i) {
             float* s = sc_f.data() + i * np;
-            if (scale > 0) {  // max(s · scale) = max(s) · scale, rounding being monotonic
-              const float m = hmax_reg(row_max.data() + 16 * i);
-              inv[i] = softmax_row_exp(s, nk, scale, m * scale);
-            } else {
-              inv[i] = softmax_row(s, nk, scale);
-            }
+            // max(s · c) = max(s) · c for c > 0, rounding being monotonic.
+            if (c > 0)
+              inv[i] = softmax_row_exp2(s, nk, c, hmax_reg(row_max.data() + 16 * i) * c);
+            else
+              inv[i] = softmax_row(s, nk, c);
           }
           for (int64_t r0 = 0; r0 < g; r0 += kRowsPvF) {
             const int r = static_cast<int>(std::min<int64_t>(kRowsPvF, g - r0));
