@@ -543,12 +543,13 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
           int64_t pf = (i0 + g0) * nk / nq, pf_end = (i0 + g0 + g) * nk / nq;
           if (bh + 1 >= B * H) pf_end = pf;
           const int64_t nb = (bh + 1) / H, nh = (bh + 1) % H;
-          const T *kn = kp + ks.at(nb, nh), *vn = vp + vs.at(nb, nh);
+          const T *kn = kp + ks.at(nb, nh), *vn = vp + vs.at(nb, nh), *qn = qp + qs.at(nb, nh);
           auto prefetch_next = [&] {
             if (pf >= pf_end) return;
             for (int64_t d = 0; d < D; d += 64 / sizeof(T)) {
               __builtin_prefetch(kn + pf * ks.n + d, 0, 2);
               __builtin_prefetch(vn + pf * vs.n + d, 0, 2);
+              if (pf < nq) __builtin_prefetch(qn + pf * qs.n + d, 0, 2);
             }
             ++pf;
           };
