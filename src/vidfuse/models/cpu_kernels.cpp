@@ -459,12 +459,11 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
   const int64_t block_work = std::min(nq, kQueryBlock) * nk * D;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 21) / std::max<int64_t>(1, block_work));
   at::parallel_for(0, B * H * blocks, grain, [&](int64_t begin, int64_t end) {
-    // kᵀ (fp32 [D][np]; bf16 [D/2][np] pairs), the block's scores, bf16 probabilities and v in
-    // pairs of keys: packed once per head and reused by the consecutive blocks of that head.
+    // kᵀ (fp32 [D][np]; bf16 [D/2][np] pairs) and, for bf16, v in pairs of keys: packed once per
+    // head and reused by the consecutive blocks of that head. bf16: the block's scores and
+    // probabilities; fp32: the row group's scores (kᵀ and they at cache line boundaries) and
+    // maxima, in lanes of 16.
     std::vector<float> scores(bf16 ? kQueryBlock * np : 0), inv(kQueryBlock);
-    // fp32: v's rows of the head side by side ([nk][D]), the row group's maxima in lanes of 16.
-    // fp32: kᵀ and the row group's scores at cache line boundaries; the group's maxima in lanes
-    // of 16.
     Aligned64<float> kt_f(bf16 ? 0 : D * np), sc_f(bf16 ? 0 : kGroupF * np);
     std::vector<float> row_max(bf16 ? 0 : 16 * kGroupF);
     std::vector<uint32_t> kt_p(bf16 ? D / 2 * np : 0), v_p(bf16 ? np2 / 2 * D : 0);
@@ -536,13 +535,13 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
         const float* vh = vp + vs.at(b, h);  // read in place: a packed copy measured slower
         for (int64_t g0 = 0; g0 < rows; g0 += kGroupF) {
           const int64_t g = std::min<int64_t>(kGroupF, rows - g0);
-          // The next head's keys and values towards L2 while this one computes, a share of them
-          // per group of rows, one row after each tile of scores: their first reads (packing kᵀ,
-          // the first product with v) would wait on memory, where the hardware prefetchers cannot
-          // guess the jump; issued at once, the prefetches wait on each other.
+          // The next head's queries, keys and values towards L2 while this one computes, a share
+          // of them per group of rows, one row after each tile of scores: their first reads
+          // (packing kᵀ, the first product with v) would wait on memory, where the hardware
+          // prefetchers cannot guess the jump; issued at once, the prefetches wait on each other.
           int64_t pf = (i0 + g0) * nk / nq, pf_end = (i0 + g0 + g) * nk / nq;
-          if (bh + 1 >= B * H) pf_end = pf;
-          const int64_t nb = (bh + 1) / H, nh = (bh + 1) % H;
+          if (bh + 1 >= B * H) pf_end = pf;  // the last head: nothing to fetch
+          const int64_t next = std::min(bh + 1, B * H - 1), nb = next / H, nh = next % H;
           const T *kn = kp + ks.at(nb, nh), *vn = vp + vs.at(nb, nh), *qn = qp + qs.at(nb, nh);
           auto prefetch_next = [&] {
             if (pf >= pf_end) return;
