@@ -39,9 +39,11 @@ torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k
 }
 
 // Odd token counts, fewer queries than a block, several blocks, cross-attention, heads of 16 to
-// 128 (two column chunks), a DINOv3-sized head.
+// 128 (two column chunks), a DINOv3-sized head; between them every tail of the fp32 kernel's row
+// groups of 12 and its register blocks (4 and 6 rows, 1 to 4 vectors of keys or of v).
 const AttnShape kShapes[] = {{2, 3, 37, 37, 32},   {1, 2, 130, 130, 128}, {2, 1, 5, 67, 16},
-                             {1, 2, 201, 201, 64}, {3, 2, 64, 1, 48},     {1, 1, 65, 17, 80}};
+                             {1, 2, 201, 201, 64}, {3, 2, 64, 1, 48},     {1, 1, 65, 17, 80},
+                             {1, 2, 75, 75, 32}};
 
 }  // namespace
 
@@ -51,7 +53,8 @@ TEST(CpuKernels, FusedAttentionMatchesReference) {
       auto in = attention_inputs(s, dtype);
       if (!models::fused_attention_supports(in[0], in[1], in[2]))
         GTEST_SKIP() << "no AVX-512 (or AVX512-BF16) kernel on this CPU";
-      for (const double scale : {1.0, 0.125}) {
+      // A negative scale too: the fp32 kernel takes the row maxima from its tiles only for > 0.
+      for (const double scale : {1.0, 0.125, -0.25}) {
         SCOPED_TRACE(::testing::Message()
                      << c10::toString(dtype) << " B" << s.b << " H" << s.h << " Nq" << s.nq << " Nk"
                      << s.nk << " D" << s.d << " scale " << scale);

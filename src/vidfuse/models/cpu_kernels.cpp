@@ -77,35 +77,58 @@ VF_F32 inline float hmax(__m512 x) {
   for (float v : t) m = std::max(m, v);
   return m;
 }
+// The same in registers (the same value, NaNs aside), for the fp32 kernel's rows.
+VF_F32 inline float hmax_reg(__m512 x) {
+  __m256 h = _mm256_max_ps(_mm512_maskz_extractf32x8_ps(0xFF, x, 0),
+                           _mm512_maskz_extractf32x8_ps(0xFF, x, 1));
+  __m128 q = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_max_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_max_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+VF_F32 inline float hmax_reg(const float* x) { return hmax_reg(_mm512_loadu_ps(x)); }
 
 // ---------------------------------------------------------------- attention
 
 // Scores for R query rows against 16 * NV keys: s[r][j] = Σ_d q[r][d] kt[d][j]. fp32: kt is kᵀ
 // [D][np]. bf16: kt holds kᵀ in pairs of d, [D / 2][np] 32-bit units (d even in the low half), and
 // q's rows are read in the same pairs, so one vdpbf16ps adds two products per lane.
+//
+// fp32 also folds the scores into each row's running maximum, mx[16 r .. 16 r + 16) (lanes of 16,
+// started at -inf by the `first` chunk of keys; the keys from `valid` on, kᵀ's zero padding, left
+// out): the softmax's first pass, done while the scores are in registers.
 template <int R, int NV>
 VF_F32 void qk_tile(const float* q, int64_t qs, const float* kt, int64_t np, int64_t depth,
-                    float* s, int64_t ss) {
+                    float* s, int64_t ss, int64_t valid, float* mx, bool first) {
   __m512 acc[R][NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
   for (int64_t d = 0; d < depth; ++d) {
     __m512 kv[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) kv[v] = _mm512_loadu_ps(kt + d * np + 16 * v);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const __m512 qb = _mm512_set1_ps(q[r * qs + d]);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(qb, kv[v], acc[r][v]);
     }
   }
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(s + r * ss + 16 * v, acc[r][v]);
+  __mmask16 keys[NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) keys[v] = tail_mask(valid - 16 * v);
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    __m512 m = first ? _mm512_set1_ps(-INFINITY) : _mm512_loadu_ps(mx + 16 * r);
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      _mm512_storeu_ps(s + r * ss + 16 * v, acc[r][v]);
+      m = _mm512_mask_max_ps(m, keys[v], m, acc[r][v]);
+    }
+    _mm512_storeu_ps(mx + 16 * r, m);
+  }
 }
 
 template <int R, int NV>
@@ -142,25 +165,25 @@ template <int R, int NV, typename T>
 VF_F32 void pv_tile(const float* p, int64_t ps, const float* v, int64_t vs, int64_t nk,
                     const float* inv, T* out, int64_t os) {
   __m512 acc[R][NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int c = 0; c < NV; ++c) acc[r][c] = _mm512_setzero_ps();
   for (int64_t j = 0; j < nk; ++j) {
     __m512 vv[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int c = 0; c < NV; ++c) vv[c] = _mm512_loadu_ps(v + j * vs + 16 * c);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const __m512 pb = _mm512_set1_ps(p[r * ps + j]);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
       for (int c = 0; c < NV; ++c) acc[r][c] = _mm512_fmadd_ps(pb, vv[c], acc[r][c]);
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     const __m512 scale = _mm512_set1_ps(inv[r]);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int c = 0; c < NV; ++c)
       store_f(out + r * os + 16 * c, _mm512_mul_ps(acc[r][c], scale), kAll);
   }
@@ -228,6 +251,16 @@ struct PvTile {
   }
 };
 
+// Calls Tile<r, nv> for a runtime r in 1..R and nv in 1..NV (every shape up to R x NV compiled).
+template <template <int, int> class Tile, int R, int NV, typename... Args>
+inline void dispatch_up_to(int r, int nv, Args... args) {
+  if constexpr (R > 1)
+    if (r < R) return dispatch_up_to<Tile, R - 1, NV>(r, nv, args...);
+  if constexpr (NV > 1)
+    if (nv < NV) return dispatch_up_to<Tile, R, NV - 1>(r, nv, args...);
+  Tile<R, NV>::run(args...);
+}
+
 // The maximum of a row of scores times scale.
 VF_F32 inline float scaled_row_max(const float* s, int64_t n, __m512 scale) {
   __m512 mx = _mm512_set1_ps(-INFINITY);
@@ -238,19 +271,43 @@ VF_F32 inline float scaled_row_max(const float* s, int64_t n, __m512 scale) {
   return hmax(mx);
 }
 
-// Softmax of one row of scores in place, not normalised: s = e^(s·scale − max) (one FMA for the
-// exponent); returns 1 / Σ e, by which the product with v is scaled.
-VF_F32 float softmax_row(float* s, int64_t n, float scale) {
-  const __m512 sc = _mm512_set1_ps(scale);
-  const __m512 row_max = _mm512_set1_ps(scaled_row_max(s, n, sc));
+// Softmax of one row of fp32 scores in place, not normalised, as powers of two: s = 2^t with
+// t = s·c − m (one FMA; c = scale · log2 e, m the row's maximum of s·c, so t <= 0), t = k + f
+// with k an integer and |f| <= 1/2, 2^f by a degree-6 polynomial fitted to it on [-1/2, 1/2]
+// (relative error < 8e-8 evaluated in float32, about one rounding), scaled by 2^k: 7 FMAs a vector
+// where e^x by avx512::exp<7> takes 11. t is clamped at -126 (2^-126 is float32's least normal;
+// a NaN becomes -126 too, as exp's clamp does). Returns 1 / Σ, by which the product with v is
+// scaled.
+VF_F32 float softmax_row_exp2(float* s, int64_t n, float c, float m) {
+  constexpr float k[7] = {1.0f,
+                          0.6931471824645996f,
+                          0.24022646248340607f,
+                          0.05550328642129898f,
+                          0.009618486277759075f,
+                          0.0013399936724454165f,
+                          0.00015346467262133956f};
+  const __m512 cv = _mm512_set1_ps(c), mv = _mm512_set1_ps(m), lo = _mm512_set1_ps(-126.0f);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = tail_mask(n - j);
-    const __m512 e = avx512::exp<7>(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, row_max));
-    _mm512_mask_storeu_ps(s + j, m, e);
-    sum = _mm512_mask_add_ps(sum, m, sum, e);
+    const __mmask16 mk = tail_mask(n - j);
+    const __m512 t =
+        _mm512_maskz_max_ps(kAll, _mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, s + j), cv, mv), lo);
+    const __m512 ti =
+        _mm512_maskz_roundscale_ps(kAll, t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, ti);
+    __m512 p = _mm512_set1_ps(k[6]);
+#pragma GCC unroll 8
+    for (int i = 5; i >= 0; --i) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(k[i]));
+    const __m512 e = _mm512_maskz_scalef_ps(kAll, p, ti);
+    _mm512_mask_storeu_ps(s + j, mk, e);
+    sum = _mm512_mask_add_ps(sum, mk, sum, e);
   }
   return 1.0f / hsum(sum);
+}
+
+// The row's maximum first, where the scores' own maxima are not at hand (scale <= 0).
+VF_F32 float softmax_row(float* s, int64_t n, float c) {
+  return softmax_row_exp2(s, n, c, scaled_row_max(s, n, _mm512_set1_ps(c)));
 }
 
 // The same for the bf16 kernel, straight to bf16 in p (vcvtneps2bf16: to nearest even; it flushes
@@ -270,6 +327,21 @@ VF_BF16 float softmax_row_bf16(const float* s, int64_t n, float scale, c10::BFlo
   return 1.0f / hsum(sum);
 }
 
+// n values at a 64-byte boundary: a 512-bit access across two cache lines costs two.
+template <typename T>
+class Aligned64 {
+ public:
+  explicit Aligned64(size_t n) : buf_(n + 64 / sizeof(T)) {
+    const auto a = reinterpret_cast<uintptr_t>(buf_.data());
+    p_ = buf_.data() + ((64 - a % 64) % 64) / sizeof(T);
+  }
+  T* data() { return p_; }
+
+ private:
+  std::vector<T> buf_;
+  T* p_;
+};
+
 // Strides of a [B, H, N, D] operand, in elements.
 struct Operand {
   int64_t b, h, n;
@@ -278,6 +350,17 @@ struct Operand {
 };
 
 constexpr int64_t kQueryBlock = 64;
+
+// The fp32 kernel takes kGroupF query rows at a time through scores, softmax and product (their
+// scores, 12 x 208 floats at 201 keys, stay in L1), in register blocks of kRowsQkF rows x 16
+// kVecsQkF keys for the scores and kRowsPvF rows x 16 kVecsPvF columns of v for the product (up
+// to 24 accumulators of the 32 vector registers; Zen 4 issues one 512-bit FMA per cycle, and
+// these blocks run at its peak on data in L1 or L2).
+constexpr int64_t kGroupF = 12;
+constexpr int kRowsQkF = 4;
+constexpr int kRowsPvF = 6;
+constexpr int kVecsQkF = 4;
+constexpr int kVecsPvF = 4;
 
 // ---------------------------------------------------------------- packing
 
@@ -376,9 +459,13 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
   const int64_t block_work = std::min(nq, kQueryBlock) * nk * D;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 21) / std::max<int64_t>(1, block_work));
   at::parallel_for(0, B * H * blocks, grain, [&](int64_t begin, int64_t end) {
-    // kᵀ (fp32 [D][np]; bf16 [D/2][np] pairs), the block's scores, bf16 probabilities and v in
-    // pairs of keys: packed once per head and reused by the consecutive blocks of that head.
-    std::vector<float> kt_f(bf16 ? 0 : D * np), scores(kQueryBlock * np), inv(kQueryBlock);
+    // kᵀ (fp32 [D][np]; bf16 [D/2][np] pairs) and, for bf16, v in pairs of keys: packed once per
+    // head and reused by the consecutive blocks of that head. bf16: the block's scores and
+    // probabilities; fp32: the row group's scores (kᵀ and they at cache line boundaries) and
+    // maxima, in lanes of 16.
+    std::vector<float> scores(bf16 ? kQueryBlock * np : 0), inv(kQueryBlock);
+    Aligned64<float> kt_f(bf16 ? 0 : D * np), sc_f(bf16 ? 0 : kGroupF * np);
+    std::vector<float> row_max(bf16 ? 0 : 16 * kGroupF);
     std::vector<uint32_t> kt_p(bf16 ? D / 2 * np : 0), v_p(bf16 ? np2 / 2 * D : 0);
     std::vector<c10::BFloat16> probs(bf16 ? kQueryBlock * np2 : 0);
     // With RoPE: the block's rotated q rows, and 16 rotated k rows; a row of zero keys.
@@ -423,36 +510,77 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
         qb = q_rot.data();
         qstride = D;
       }
-      for (int64_t r0 = 0; r0 < rows; r0 += 4) {
-        const int r = static_cast<int>(std::min<int64_t>(4, rows - r0));
-        for (int64_t j0 = 0; j0 < np; j0 += 64) {
-          const int nv = static_cast<int>(std::min<int64_t>(4, (np - j0) / 16));
-          if constexpr (bf16)
+      T* ob = op + (b * nq + i0) * os + h * D;
+      if constexpr (bf16) {
+        for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+          const int r = static_cast<int>(std::min<int64_t>(4, rows - r0));
+          for (int64_t j0 = 0; j0 < np; j0 += 64) {
+            const int nv = static_cast<int>(std::min<int64_t>(4, (np - j0) / 16));
             dispatch_tile<QkTile>(r, nv, qb + r0 * qstride, qstride, kt_p.data() + j0, np, D,
                                   scores.data() + r0 * np + j0, np);
-          else
-            dispatch_tile<QkTile>(r, nv, qb + r0 * qstride, qstride, kt_f.data() + j0, np, D,
-                                  scores.data() + r0 * np + j0, np);
+          }
         }
-      }
-      for (int64_t i = 0; i < rows; ++i) {
-        float* s = scores.data() + i * np;
-        if constexpr (bf16)
-          inv[i] = softmax_row_bf16(s, nk, scale, probs.data() + i * np2);
-        else
-          inv[i] = softmax_row(s, nk, scale);
-      }
-      T* ob = op + (b * nq + i0) * os + h * D;
-      for (int64_t r0 = 0; r0 < rows; r0 += 4) {
-        const int r = static_cast<int>(std::min<int64_t>(4, rows - r0));
-        for (int64_t d0 = 0; d0 < D; d0 += 64) {
-          const int nv = static_cast<int>(std::min<int64_t>(4, (D - d0) / 16));
-          if constexpr (bf16)
+        for (int64_t i = 0; i < rows; ++i)
+          inv[i] = softmax_row_bf16(scores.data() + i * np, nk, scale, probs.data() + i * np2);
+        for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+          const int r = static_cast<int>(std::min<int64_t>(4, rows - r0));
+          for (int64_t d0 = 0; d0 < D; d0 += 64) {
+            const int nv = static_cast<int>(std::min<int64_t>(4, (D - d0) / 16));
             dispatch_tile<PvTile>(r, nv, probs.data() + r0 * np2, np2, v_p.data() + d0, D, nk,
                                   inv.data() + r0, ob + r0 * os + d0, os);
-          else
-            dispatch_tile<PvTile>(r, nv, scores.data() + r0 * np, np, vp + vs.at(b, h) + d0, vs.n,
-                                  nk, inv.data() + r0, ob + r0 * os + d0, os);
+          }
+        }
+      } else {
+        // A group of rows at a time through all three steps, so that its scores stay in L1.
+        const float* vh = vp + vs.at(b, h);  // read in place: a packed copy measured slower
+        for (int64_t g0 = 0; g0 < rows; g0 += kGroupF) {
+          const int64_t g = std::min<int64_t>(kGroupF, rows - g0);
+          // The next head's queries, keys and values towards L2 while this one computes, a share
+          // of them per group of rows, one row after each tile of scores: their first reads
+          // (packing kᵀ, the first product with v) would wait on memory, where the hardware
+          // prefetchers cannot guess the jump; issued at once, the prefetches wait on each other.
+          int64_t pf = (i0 + g0) * nk / nq, pf_end = (i0 + g0 + g) * nk / nq;
+          if (bh + 1 >= B * H) pf_end = pf;  // the last head: nothing to fetch
+          const int64_t next = std::min(bh + 1, B * H - 1), nb = next / H, nh = next % H;
+          const T *kn = kp + ks.at(nb, nh), *vn = vp + vs.at(nb, nh), *qn = qp + qs.at(nb, nh);
+          auto prefetch_next = [&] {
+            if (pf >= pf_end) return;
+            for (int64_t d = 0; d < D; d += 64 / sizeof(T)) {
+              __builtin_prefetch(kn + pf * ks.n + d, 0, 2);
+              __builtin_prefetch(vn + pf * vs.n + d, 0, 2);
+              if (pf < nq) __builtin_prefetch(qn + pf * qs.n + d, 0, 2);
+            }
+            ++pf;
+          };
+          for (int64_t r0 = 0; r0 < g; r0 += kRowsQkF) {
+            const int r = static_cast<int>(std::min<int64_t>(kRowsQkF, g - r0));
+            for (int64_t j0 = 0; j0 < np; j0 += 16 * kVecsQkF) {
+              const int nv = static_cast<int>(std::min<int64_t>(kVecsQkF, (np - j0) / 16));
+              dispatch_up_to<QkTile, kRowsQkF, kVecsQkF>(
+                  r, nv, qb + (g0 + r0) * qstride, qstride, kt_f.data() + j0, np, D,
+                  sc_f.data() + r0 * np + j0, np, nk - j0, row_max.data() + 16 * r0, j0 == 0);
+              prefetch_next();
+            }
+          }
+          while (pf < pf_end) prefetch_next();
+          const float c = scale * 1.44269504088896341f;  // scale · log2 e
+          for (int64_t i = 0; i < g; ++i) {
+            float* s = sc_f.data() + i * np;
+            // max(s · c) = max(s) · c for c > 0, rounding being monotonic.
+            if (c > 0)
+              inv[i] = softmax_row_exp2(s, nk, c, hmax_reg(row_max.data() + 16 * i) * c);
+            else
+              inv[i] = softmax_row(s, nk, c);
+          }
+          for (int64_t r0 = 0; r0 < g; r0 += kRowsPvF) {
+            const int r = static_cast<int>(std::min<int64_t>(kRowsPvF, g - r0));
+            for (int64_t d0 = 0; d0 < D; d0 += 16 * kVecsPvF) {
+              const int nv = static_cast<int>(std::min<int64_t>(kVecsPvF, (D - d0) / 16));
+              dispatch_up_to<PvTile, kRowsPvF, kVecsPvF>(r, nv, sc_f.data() + r0 * np, np, vh + d0,
+                                                         vs.n, nk, inv.data() + r0,
+                                                         ob + (g0 + r0) * os + d0, os);
+            }
+          }
         }
       }
     }
