@@ -61,8 +61,8 @@ VF_F32 void rope_rows_avx512(const T* x, int64_t xs, const T* c, const T* s, int
   }
 }
 
-// Horizontal sum and maximum through memory (GCC 12's _mm512_reduce_* warn, as kAll in
-// core/avx512_vec.h says); once per row.
+// Horizontal sum through memory (GCC 12's _mm512_reduce_* warn, as kAll in core/avx512_vec.h
+// says); once per row.
 VF_F32 inline float hsum(__m512 x) {
   alignas(64) float t[16];
   _mm512_store_ps(t, x);
@@ -70,15 +70,8 @@ VF_F32 inline float hsum(__m512 x) {
   for (float v : t) s += v;
   return s;
 }
+// Horizontal maximum, in registers.
 VF_F32 inline float hmax(__m512 x) {
-  alignas(64) float t[16];
-  _mm512_store_ps(t, x);
-  float m = t[0];
-  for (float v : t) m = std::max(m, v);
-  return m;
-}
-// The same in registers (the same value, NaNs aside), for the fp32 kernel's rows.
-VF_F32 inline float hmax_reg(__m512 x) {
   __m256 h = _mm256_max_ps(_mm512_maskz_extractf32x8_ps(0xFF, x, 0),
                            _mm512_maskz_extractf32x8_ps(0xFF, x, 1));
   __m128 q = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
@@ -86,7 +79,8 @@ VF_F32 inline float hmax_reg(__m512 x) {
   q = _mm_max_ss(q, _mm_movehdup_ps(q));
   return _mm_cvtss_f32(q);
 }
-VF_F32 inline float hmax_reg(const float* x) { return hmax_reg(_mm512_loadu_ps(x)); }
+// The same of 16 floats in memory, for callers compiled without AVX-512.
+VF_F32 inline float hmax(const float* x) { return hmax(_mm512_loadu_ps(x)); }
 
 // ---------------------------------------------------------------- attention
 
@@ -217,23 +211,6 @@ VF_BF16 void pv_tile(const c10::BFloat16* p, int64_t ps, const uint32_t* vp, int
     for (int c = 0; c < NV; ++c)
       store_f(out + r * os + 16 * c, _mm512_mul_ps(acc[r][c], scale), kAll);
   }
-}
-
-// Calls tile<R, NV> for a runtime R in 1..4 and NV in 1..4.
-template <template <int, int> class Tile, typename... Args>
-void dispatch_tile(int r, int nv, Args&&... args) {
-  // clang-format off
-  switch (r * 4 + nv) {
-    case 5: Tile<1, 1>::run(args...); break;  case 6: Tile<1, 2>::run(args...); break;
-    case 7: Tile<1, 3>::run(args...); break;  case 8: Tile<1, 4>::run(args...); break;
-    case 9: Tile<2, 1>::run(args...); break;  case 10: Tile<2, 2>::run(args...); break;
-    case 11: Tile<2, 3>::run(args...); break; case 12: Tile<2, 4>::run(args...); break;
-    case 13: Tile<3, 1>::run(args...); break; case 14: Tile<3, 2>::run(args...); break;
-    case 15: Tile<3, 3>::run(args...); break; case 16: Tile<3, 4>::run(args...); break;
-    case 17: Tile<4, 1>::run(args...); break; case 18: Tile<4, 2>::run(args...); break;
-    case 19: Tile<4, 3>::run(args...); break; default: Tile<4, 4>::run(args...); break;
-  }
-  // clang-format on
 }
 
 template <int R, int NV>
@@ -516,8 +493,8 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
           const int r = static_cast<int>(std::min<int64_t>(4, rows - r0));
           for (int64_t j0 = 0; j0 < np; j0 += 64) {
             const int nv = static_cast<int>(std::min<int64_t>(4, (np - j0) / 16));
-            dispatch_tile<QkTile>(r, nv, qb + r0 * qstride, qstride, kt_p.data() + j0, np, D,
-                                  scores.data() + r0 * np + j0, np);
+            dispatch_up_to<QkTile, 4, 4>(r, nv, qb + r0 * qstride, qstride, kt_p.data() + j0, np, D,
+                                         scores.data() + r0 * np + j0, np);
           }
         }
         for (int64_t i = 0; i < rows; ++i)
@@ -526,8 +503,8 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
           const int r = static_cast<int>(std::min<int64_t>(4, rows - r0));
           for (int64_t d0 = 0; d0 < D; d0 += 64) {
             const int nv = static_cast<int>(std::min<int64_t>(4, (D - d0) / 16));
-            dispatch_tile<PvTile>(r, nv, probs.data() + r0 * np2, np2, v_p.data() + d0, D, nk,
-                                  inv.data() + r0, ob + r0 * os + d0, os);
+            dispatch_up_to<PvTile, 4, 4>(r, nv, probs.data() + r0 * np2, np2, v_p.data() + d0, D,
+                                         nk, inv.data() + r0, ob + r0 * os + d0, os);
           }
         }
       } else {
@@ -568,7 +545,7 @@ void fused_attention_impl(const torch::Tensor& q, const torch::Tensor& k, const 
             float* s = sc_f.data() + i * np;
             // max(s · c) = max(s) · c for c > 0, rounding being monotonic.
             if (c > 0)
-              inv[i] = softmax_row_exp2(s, nk, c, hmax_reg(row_max.data() + 16 * i) * c);
+              inv[i] = softmax_row_exp2(s, nk, c, hmax(row_max.data() + 16 * i) * c);
             else
               inv[i] = softmax_row(s, nk, c);
           }
